@@ -1,0 +1,428 @@
+"""Certificate verification for the RSP PKI (SGP.22 v2.x section 4.5.2.2, "Certificate verification").
+
+Two checks live here:
+
+* the SM-DP+ side of ES9+.AuthenticateClient (SGP.22 section 5.6.3, 3.1.2): the eUICC sends
+  CERT.EUM.ECDSA and CERT.EUICC.ECDSA; the server walks them up to one of its trusted CIs and
+  checks that the EID lies inside a range the EUM certificate permits;
+* the eUICC side of ES10b.AuthenticateServer / PrepareDownload (SGP.22 section 5.7.13, 5.7.14): the
+  eUICC checks CERT.DPauth.ECDSA / CERT.DPpb.ECDSA against its CIs.
+
+Chains are built with subjectKeyIdentifier / authorityKeyIdentifier as section 4.5.2.2 asks, and
+every signature is ECDSA-SHA256 on P-256 or brainpoolP256r1 (section 2.6.5). CRLs are not consulted.
+
+The EID range check is done here and not by a generic RFC 5280 name-constraints check: the EUM's
+permittedSubtrees directoryName holds O and a serialNumber that is the EIN, i.e. a *prefix* of the
+eUICC's 32-digit serialNumber, and the eUICC subject carries more attributes (C, CN) than the
+constraint; RFC 5280 directoryName matching would reject every genuine SGP.26 eUICC certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
+
+from smdp.crypto.ecdsa import Curve
+from smdp.pki.eid import is_valid_eid
+from smdp.pki.roles import Role, has_role
+
+__all__ = [
+    "CertificateError",
+    "CiUnknown",
+    "EidOutOfRange",
+    "EuiccCertificateExpired",
+    "EuiccCertificateInvalid",
+    "EuiccIdentity",
+    "EumCertificateExpired",
+    "EumCertificateInvalid",
+    "ServerCertificateExpired",
+    "ServerCertificateInvalid",
+    "authority_key_identifier",
+    "eid_of",
+    "find_issuing_ci",
+    "is_signed_by",
+    "permitted_eins",
+    "smdp_oid_of",
+    "subject_key_identifier",
+    "verify_euicc_chain",
+    "verify_server_certificate",
+]
+
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+
+class CertificateError(Exception):
+    """A certificate of the RSP PKI failed verification; subclasses say which and why."""
+
+
+class CiUnknown(CertificateError):
+    """The chain does not lead to any trusted CI (no CI with the issuer's key identifier)."""
+
+
+class EumCertificateInvalid(CertificateError):
+    """CERT.EUM.ECDSA is not signed by its CI or does not have the EUM certificate profile."""
+
+
+class EumCertificateExpired(CertificateError):
+    """CERT.EUM.ECDSA is outside its validity period."""
+
+
+class EuiccCertificateInvalid(CertificateError):
+    """CERT.EUICC.ECDSA is not signed by the EUM or does not have the eUICC certificate profile."""
+
+
+class EuiccCertificateExpired(CertificateError):
+    """CERT.EUICC.ECDSA is outside its validity period."""
+
+
+class EidOutOfRange(CertificateError):
+    """The eUICC's EID is malformed or outside every EIN range the EUM certificate permits."""
+
+
+class ServerCertificateInvalid(CertificateError):
+    """An SM-DP+ certificate is not signed by the CI or lacks its role's profile."""
+
+
+class ServerCertificateExpired(CertificateError):
+    """An SM-DP+ certificate is outside its validity period."""
+
+
+@dataclass(frozen=True)
+class EuiccIdentity:
+    """What a verified eUICC chain establishes: who the eUICC is and the key it signs with."""
+
+    eid: str
+    public_key: ec.EllipticCurvePublicKey
+    curve: Curve
+    ci: x509.Certificate
+
+
+# --- certificate fields -----------------------------------------------------------------------
+
+
+def subject_key_identifier(cert: x509.Certificate) -> bytes:
+    """The subjectKeyIdentifier (SGP.22 requires it in every RSP certificate); CertificateError if absent."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        raise CertificateError(f"{_describe(cert)} has no subjectKeyIdentifier") from None
+
+
+def authority_key_identifier(cert: x509.Certificate) -> bytes | None:
+    """The keyIdentifier of the authorityKeyIdentifier extension, or None if there is none."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return aki.key_identifier
+
+
+def eid_of(euicc_cert: x509.Certificate) -> str | None:
+    """The subject serialNumber of an eUICC certificate (the EID, unchecked), None unless exactly one."""
+    values = euicc_cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if len(values) != 1 or not isinstance(values[0].value, str):
+        return None
+    return values[0].value
+
+
+def permitted_eins(eum_cert: x509.Certificate) -> list[str]:
+    """The EINs (serialNumber prefixes) the EUM certificate's nameConstraints permit, in order."""
+    return [ein for _org, ein in _permitted_ranges(eum_cert)]
+
+
+def smdp_oid_of(dpauth_cert: x509.Certificate) -> str:
+    """The SM-DP+ OID: the registeredID in the subjectAltName of CERT.DPauth.ECDSA (SGP.22 4.5.2.1)."""
+    oids = _registered_ids(dpauth_cert)
+    if not oids:
+        raise ServerCertificateInvalid(
+            f"{_describe(dpauth_cert)} has no subjectAltName registeredID"
+        )
+    return oids[0]
+
+
+# --- building blocks ----------------------------------------------------------------------------
+
+
+def is_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True if ``cert`` carries a valid ECDSA-SHA256 signature by ``issuer``'s key on an SGP.22 curve."""
+    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+        return False
+    key = issuer.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        Curve.of(key)
+    except ValueError:
+        return False
+    try:
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def find_issuing_ci(
+    cert: x509.Certificate, trusted_cis: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The trusted CI that signed ``cert``, located by key identifier; None if none of them did.
+
+    The authorityKeyIdentifier is the link SGP.22 4.5.2.2 prescribes; a CI with the same name but
+    a different key is a different CI, so the issuer name is only used when the AKI is absent.
+    Raises CiUnknown if no CI even claims the certificate, so the two failures stay apart.
+    """
+    aki = authority_key_identifier(cert)
+    if aki is not None:
+        candidates = [ci for ci in trusted_cis if _ski_or_none(ci) == aki]
+    else:
+        candidates = [ci for ci in trusted_cis if ci.subject == cert.issuer]
+    if not candidates:
+        raise CiUnknown(
+            f"{_describe(cert)} was issued by CI key {aki.hex() if aki else cert.issuer.rfc4514_string()}, "
+            "which is not among the trusted CIs"
+        )
+    for ci in candidates:
+        if is_signed_by(cert, ci):
+            return ci
+    return None
+
+
+# --- chains -----------------------------------------------------------------------------------
+
+
+def verify_euicc_chain(
+    euicc_cert: x509.Certificate,
+    eum_cert: x509.Certificate,
+    trusted_cis: Sequence[x509.Certificate],
+    now: datetime,
+) -> EuiccIdentity:
+    """Verify CERT.EUICC.ECDSA <- CERT.EUM.ECDSA <- CI and return the eUICC's identity.
+
+    Checks in this order, raising the first failure: CI known (CiUnknown); EUM signature and
+    profile (EumCertificateInvalid); EUM validity (EumCertificateExpired); eUICC signature and
+    profile (EuiccCertificateInvalid); eUICC validity (EuiccCertificateExpired); EID well-formed
+    and inside an EUM-permitted EIN (EidOutOfRange). ``now`` must be timezone-aware.
+    """
+    _require_aware(now)
+
+    ci = find_issuing_ci(eum_cert, trusted_cis)
+    if ci is None:
+        raise EumCertificateInvalid(
+            f"{_describe(eum_cert)}: signature does not verify with the CI key"
+        )
+    problem = _eum_profile_problem(eum_cert)
+    if problem:
+        raise EumCertificateInvalid(f"{_describe(eum_cert)}: {problem}")
+    if not _within_validity(eum_cert, now):
+        raise EumCertificateExpired(f"{_describe(eum_cert)} is not valid at {now.isoformat()}")
+
+    problem = _euicc_profile_problem(euicc_cert, eum_cert)
+    if problem:
+        raise EuiccCertificateInvalid(f"{_describe(euicc_cert)}: {problem}")
+    if not _within_validity(euicc_cert, now):
+        raise EuiccCertificateExpired(f"{_describe(euicc_cert)} is not valid at {now.isoformat()}")
+
+    eid = eid_of(euicc_cert)
+    if eid is None or not is_valid_eid(eid):
+        raise EidOutOfRange(f"eUICC subject serialNumber {eid!r} is not a valid 32-digit EID")
+    if not _eid_permitted(euicc_cert, eid, eum_cert):
+        raise EidOutOfRange(
+            f"EID {eid} is outside the EINs {permitted_eins(eum_cert)} permitted by {_describe(eum_cert)}"
+        )
+
+    public_key = euicc_cert.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):  # excluded by the profile check
+        raise EuiccCertificateInvalid(f"{_describe(euicc_cert)}: not an EC key")
+    return EuiccIdentity(eid=eid, public_key=public_key, curve=Curve.of(public_key), ci=ci)
+
+
+_SERVER_ROLES = frozenset({Role.DP_AUTH, Role.DP_PB, Role.DP_TLS, Role.DS_AUTH, Role.DS_TLS})
+
+
+def verify_server_certificate(
+    cert: x509.Certificate,
+    trusted_cis: Sequence[x509.Certificate],
+    now: datetime,
+    *,
+    role: str,
+) -> x509.Certificate:
+    """Verify an SM-DP+ (or SM-DS) certificate signed directly by a trusted CI; return that CI.
+
+    ``role`` is a Role value such as "dp-auth" or "dp-pb". SGP.22 v2 has no sub-CAs for the
+    SM-DP+ (and the SGP.26 DP certificates are signed by the CI itself), so one level is checked.
+    Raises CiUnknown, ServerCertificateInvalid, then ServerCertificateExpired.
+    """
+    _require_aware(now)
+    wanted = Role(role)
+    if wanted not in _SERVER_ROLES:
+        raise ValueError(f"{role!r} is not a server certificate role")
+    ci = find_issuing_ci(cert, trusted_cis)
+    if ci is None:
+        raise ServerCertificateInvalid(
+            f"{_describe(cert)}: signature does not verify with the CI key"
+        )
+    problem = _server_profile_problem(cert, wanted)
+    if problem:
+        raise ServerCertificateInvalid(f"{_describe(cert)}: {problem}")
+    if not _within_validity(cert, now):
+        raise ServerCertificateExpired(f"{_describe(cert)} is not valid at {now.isoformat()}")
+    return ci
+
+
+# --- certificate profiles (SGP.22 4.5.2.2 "the certificate verifier SHALL verify") --------------
+
+
+def _eum_profile_problem(cert: x509.Certificate) -> str | None:
+    common = _common_problem(cert)
+    if common:
+        return common
+    bc = _ext(cert, x509.BasicConstraints)
+    if bc is None or not bc.ca or bc.path_length != 0:
+        return "basicConstraints must be cA=TRUE with pathLenConstraint 0"
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not ku.key_cert_sign:
+        return "keyUsage must include keyCertSign"
+    if not has_role(cert, Role.EUM):
+        return f"certificatePolicies lacks id-rspRole-eum ({Role.EUM.oid.dotted_string})"
+    try:
+        subject_key_identifier(cert)
+    except CertificateError as exc:
+        return str(exc)
+    return None
+
+
+def _euicc_profile_problem(cert: x509.Certificate, eum_cert: x509.Certificate) -> str | None:
+    aki = authority_key_identifier(cert)
+    if aki is None or aki != _ski_or_none(eum_cert):
+        return "authorityKeyIdentifier does not match the EUM's subjectKeyIdentifier"
+    if not is_signed_by(cert, eum_cert):
+        return "signature does not verify with the EUM key"
+    common = _common_problem(cert)
+    if common:
+        return common
+    if _is_ca(cert):
+        return "an eUICC certificate must not be a CA"
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not ku.digital_signature:
+        return "keyUsage must include digitalSignature"
+    if not has_role(cert, Role.EUICC):
+        return f"certificatePolicies lacks id-rspRole-euicc ({Role.EUICC.oid.dotted_string})"
+    return None
+
+
+def _server_profile_problem(cert: x509.Certificate, role: Role) -> str | None:
+    common = _common_problem(cert)
+    if common:
+        return common
+    if _is_ca(cert):
+        return "an SM-DP+ certificate must not be a CA"
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not ku.digital_signature:
+        return "keyUsage must include digitalSignature"
+    if not has_role(cert, role):
+        return f"certificatePolicies lacks id-rspRole-{role.value} ({role.oid.dotted_string})"
+    if role in (Role.DP_TLS, Role.DS_TLS):
+        eku = _ext(cert, x509.ExtendedKeyUsage)
+        if eku is None or ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+            return "extendedKeyUsage must include serverAuth"
+    if role is Role.DP_AUTH and not _registered_ids(cert):
+        # The LPA compares this OID with the one in the activation code (SGP.22 3.1.2).
+        return "subjectAltName lacks the SM-DP+ OID (registeredID)"
+    return None
+
+
+def _common_problem(cert: x509.Certificate) -> str | None:
+    """Checks every RSP certificate must pass besides its own profile."""
+    if cert.version is not x509.Version.v3:
+        return "not an X.509 v3 certificate"
+    try:
+        Curve.of(cert.public_key())
+    except ValueError as exc:
+        return f"public key: {exc}"
+    # RFC 5280 4.2 and SGP.22 4.5.2.2: a verifier rejects any critical extension it does not know.
+    for ext in cert.extensions:
+        if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension):
+            return f"unrecognised critical extension {ext.oid.dotted_string}"
+    return None
+
+
+# --- EID ranges ---------------------------------------------------------------------------------
+
+
+def _permitted_ranges(eum_cert: x509.Certificate) -> list[tuple[str | None, str]]:
+    """(organization or None, EIN) for every directoryName permittedSubtree with a serialNumber."""
+    nc = _ext(eum_cert, x509.NameConstraints)
+    if nc is None or not nc.permitted_subtrees:
+        return []
+    ranges: list[tuple[str | None, str]] = []
+    for subtree in nc.permitted_subtrees:
+        if not isinstance(subtree, x509.DirectoryName):
+            continue
+        orgs = [a.value for a in subtree.value.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+        org = orgs[0] if orgs and isinstance(orgs[0], str) else None
+        for attr in subtree.value.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
+            if isinstance(attr.value, str):
+                ranges.append((org, attr.value))
+    return ranges
+
+
+def _eid_permitted(euicc_cert: x509.Certificate, eid: str, eum_cert: x509.Certificate) -> bool:
+    """SGP.22 4.5.2.2 for CERT.EUICC.ECDSA: O is one of the permitted organisations and the EID
+    (serialNumber) starts with the EIN given for that organisation. An EUM certificate without
+    nameConstraints permits nothing: the EUM has no EID range to vouch for."""
+    subject_orgs = {
+        a.value for a in euicc_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    }
+    for org, ein in _permitted_ranges(eum_cert):
+        if ein and eid.startswith(ein) and (org is None or org in subject_orgs):
+            return True
+    return False
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _ext(cert: x509.Certificate, kind: type[_E]) -> _E | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    bc = _ext(cert, x509.BasicConstraints)
+    return bool(bc is not None and bc.ca)
+
+
+def _ski_or_none(cert: x509.Certificate) -> bytes | None:
+    try:
+        return subject_key_identifier(cert)
+    except CertificateError:
+        return None
+
+
+def _registered_ids(cert: x509.Certificate) -> list[str]:
+    san = _ext(cert, x509.SubjectAlternativeName)
+    if san is None:
+        return []
+    return [oid.dotted_string for oid in san.get_values_for_type(x509.RegisteredID)]
+
+
+def _within_validity(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return f"certificate {cert.subject.rfc4514_string()!r} (serial {cert.serial_number:#x})"
