@@ -1,0 +1,203 @@
+"""The ``smdp`` command: serve, pki, profile, lpa, bench.
+
+Every subcommand takes ``--data-dir`` (or SMDP_DATA_DIR) so that the server, the profile store, the
+test PKI and the virtual eUICC state are found in one place.  Errors are one precise line on stderr
+and exit status 1 or 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from smdp.config import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+class CliError(Exception):
+    """A user-facing error: printed as ``smdp: <message>`` with exit status 1."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
+
+
+def _print(args: argparse.Namespace, value: Any, text: str) -> None:
+    print(json.dumps(value, indent=None if args.json else 2) if args.json else text)
+
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    from smdp.server import serve
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    await serve(_settings(args), args.host, args.port, args.address)
+    return 0
+
+
+# --- pki -------------------------------------------------------------------------------------------
+
+
+async def cmd_pki_init(args: argparse.Namespace) -> int:
+    from smdp.pki.issue import init_pki
+
+    directory = Path(args.dir) if args.dir else _settings(args).certs_dir
+    manifest = init_pki(directory, overwrite=args.force)
+    print(f"test PKI (NIST P-256 and brainpoolP256r1) written; manifest: {manifest}")
+    return 0
+
+
+# --- profile ---------------------------------------------------------------------------------------
+
+
+async def _database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from smdp.store.db import Database
+
+    db = Database(_settings(args).database_url)
+    await db.create_all()
+    return db
+
+
+async def cmd_profile_import(args: argparse.Namespace) -> int:
+    from smdp.services.profiles import ProfileImportError, import_profile
+
+    path = Path(args.file)
+    try:
+        der = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    metadata = None
+    if args.metadata:
+        try:
+            metadata = json.loads(Path(args.metadata).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read metadata {args.metadata}: {exc}") from None
+    db = await _database(args)
+    try:
+        imported = await import_profile(
+            db,
+            der,
+            matching_id=args.matching_id,
+            eid=args.eid,
+            confirmation_code=args.confirmation_code,
+            metadata=metadata,
+            reusable=args.reusable,
+        )
+    except ProfileImportError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    finally:
+        await db.dispose()
+    result = {
+        "iccid": imported.iccid,
+        "matchingId": imported.matching_id,
+        "eid": imported.eid,
+        "confirmationCodeRequired": imported.confirmation_code_required,
+    }
+    text = f"imported ICCID {imported.iccid}"
+    if imported.matching_id:
+        text += f", matching ID {imported.matching_id}"
+    if imported.eid:
+        text += f", bound to EID {imported.eid}"
+    _print(args, result, text)
+    return 0
+
+
+async def cmd_profile_list(args: argparse.Namespace) -> int:
+    from smdp.services.profiles import list_profiles
+
+    db = await _database(args)
+    try:
+        rows = await list_profiles(db)
+    finally:
+        await db.dispose()
+    lines = [f"{r['iccid']:<20} {r['state']:<11} {r['matchingId'] or '-':<24} {r['eid'] or '-'}" for r in rows]
+    _print(args, rows, "\n".join(lines) or "no profiles")
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, database: bool = False, json_output: bool = False) -> None:
+    parser.add_argument("--data-dir", help="state directory (default: $SMDP_DATA_DIR or ~/.local/share/smdp)")
+    parser.add_argument("--pki", help="PKI manifest (TOML) to use instead of the generated test PKI")
+    if database:
+        parser.add_argument("--database-url", help="database URL (default: $SMDP_DATABASE_URL or SQLite in the data dir)")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smdp", description="SGP.22 SM-DP+ simulator")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the SM-DP+ (ES9+ over HTTPS)")
+    _common(serve, database=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--address", action="append", default=[], help="another SM-DP+ address LPAs may use (host[:port])")
+    serve.add_argument("-v", "--verbose", action="store_true")
+    serve.set_defaults(handler=cmd_serve)
+
+    pki = sub.add_parser("pki", help="test PKI").add_subparsers(dest="pki_command", required=True)
+    init = pki.add_parser("init", help="create a test PKI (CI, EUM, eUICC, DPauth, DPpb, DPtls; NIST and brainpool)")
+    _common(init)
+    init.add_argument("--dir", help="where to write it (default: DATA_DIR/certs)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing PKI")
+    init.set_defaults(handler=cmd_pki_init)
+
+    profile = sub.add_parser("profile", help="profiles").add_subparsers(dest="profile_command", required=True)
+    imp = profile.add_parser("import", help="import a SAIP profile package (DER)")
+    _common(imp, database=True, json_output=True)
+    imp.add_argument("file")
+    imp.add_argument("--matching-id")
+    imp.add_argument("--eid", help="bind to this eUICC (without --matching-id: its default SM-DP+ order)")
+    imp.add_argument("--confirmation-code")
+    imp.add_argument("--metadata", help="JSON file with the profile metadata (serviceProviderName, profileName, ...)")
+    imp.add_argument("--reusable", action="store_true", help="R&D: downloadable any number of times")
+    imp.set_defaults(handler=cmd_profile_import)
+    lst = profile.add_parser("list", help="list profiles")
+    _common(lst, database=True, json_output=True)
+    lst.set_defaults(handler=cmd_profile_list)
+
+    _add_device_commands(sub)
+    return parser
+
+
+def _add_device_commands(sub: Any) -> None:
+    try:
+        from smdp.lpa import cli as lpa_cli
+    except ImportError:
+        return
+    lpa_cli.add_commands(sub, _common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"smdp: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # configuration and I/O problems: one line, no trace
+        from smdp.pki.store import PkiConfigError
+
+        if isinstance(exc, (PkiConfigError, OSError, ValueError)):
+            print(f"smdp: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Where smdp keeps its state: the data directory, the database URL and the PKI manifest.
+
+One loader for every command: ``--data-dir`` beats ``SMDP_DATA_DIR`` beats the per-user default;
+``--database-url`` beats ``SMDP_DATABASE_URL`` beats a SQLite file inside the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("SMDP_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "smdp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    pki_manifest: Path
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "master.key"
+
+    @property
+    def euicc_dir(self) -> Path:
+        return self.data_dir / "euicc"
+
+
+def load_settings(
+    data_dir: str | Path | None = None,
+    database_url: str | None = None,
+    pki_manifest: str | Path | None = None,
+) -> Settings:
+    directory = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    url = database_url or os.environ.get("SMDP_DATABASE_URL") or f"sqlite:///{directory / 'smdp.db'}"
+    manifest_env = pki_manifest or os.environ.get("SMDP_PKI")
+    manifest = Path(manifest_env).expanduser() if manifest_env else directory / "certs" / "pki.toml"
+    return Settings(data_dir=directory.resolve(), database_url=url, pki_manifest=manifest.resolve())

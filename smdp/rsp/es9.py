@@ -1,0 +1,287 @@
+"""ES9+ common mutual authentication and download preparation, SGP.22 sections 3.1.2-3.1.3 and 5.6.1-5.6.3.
+
+Sans-IO: each function takes the parsed JSON request, the session values the caller loaded, and the
+server's credentials; it returns the values to store and the JSON fields to answer.  Signatures are
+verified over the exact bytes the eUICC signed (taken from the received TLVs, never re-encoded).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from smdp.codec import asn1, b64
+from smdp.codec.tlv import TlvError, read_tlv, tlv
+from smdp.crypto import ecdsa
+from smdp.pki import verify as pki
+from smdp.pki.store import ServerChain, ServerCredentials
+from smdp.rsp import fields
+from smdp.rsp.status import (
+    CI_PUBLIC_KEY_UNKNOWN,
+    EUICC_CERTIFICATE_EXPIRED,
+    EUICC_CERTIFICATE_INVALID,
+    EUICC_SIGNATURE_INVALID,
+    EUM_CERTIFICATE_EXPIRED,
+    EUM_CERTIFICATE_INVALID,
+    INVALID_INPUT,
+    INVALID_SMDP_ADDRESS,
+    SECURITY_CONFIGURATION_NOT_SUPPORTED,
+    TRANSACTION_ID_UNKNOWN,
+    UNSUPPORTED_SVN,
+    RspError,
+    StatusCode,
+)
+
+TAG_SIGNATURE = 0x5F37  # [APPLICATION 55] euiccSignature1/2, serverSignature1, smdpSignature2
+TAG_SKI = 0x04  # SubjectKeyIdentifier ::= OCTET STRING
+SUPPORTED_SVN_MAJOR = 2
+
+
+def normalize_address(address: str) -> str:
+    """SM-DP+ addresses compare case-insensitively (FQDN), with an optional port; ':443' is the default."""
+    value = address.strip().lower().rstrip("/")
+    return value[:-4] if value.endswith(":443") else value
+
+
+@dataclass(frozen=True)
+class SessionKeyValues:
+    """What a download session carries between ES9+ calls (stored in the database by the caller)."""
+
+    transaction_id: str  # upper-case hex
+    server_challenge: bytes
+    smdp_address: str
+    ci_pkid: bytes
+
+
+@dataclass(frozen=True)
+class Initiated:
+    session: SessionKeyValues
+    response: dict[str, Any]
+
+
+def _choose_chain(credentials: ServerCredentials, info1: dict[str, Any]) -> ServerChain:
+    """The first CI (in the eUICC's order) the eUICC can verify with and we hold a DPauth for."""
+    for pkid in info1.get("euiccCiPKIdListForVerification", []):
+        chain = credentials.chain_for(pkid)
+        if chain is not None:
+            return chain
+    raise RspError(SECURITY_CONFIGURATION_NOT_SUPPORTED)
+
+
+def initiate_authentication(
+    body: dict[str, Any], credentials: ServerCredentials, addresses: frozenset[str]
+) -> Initiated:
+    """ES9+.InitiateAuthentication (SGP.22 section 5.6.1)."""
+    euicc_challenge = fields.required_b64(body, "euiccChallenge", size=16)
+    info1 = fields.decode("EUICCInfo1", fields.required_der(body, "euiccInfo1"), "euiccInfo1")
+    smdp_address = fields.required_str(body, "smdpAddress", max_length=255)
+    if normalize_address(smdp_address) not in addresses:
+        raise RspError(INVALID_SMDP_ADDRESS, f"{smdp_address!r} is not this SM-DP+'s address")
+    if info1["svn"][0] != SUPPORTED_SVN_MAJOR:
+        svn = ".".join(str(b) for b in info1["svn"])
+        raise RspError(UNSUPPORTED_SVN, f"SVN {svn} is not supported (v2.x only)")
+    chain = _choose_chain(credentials, info1)
+
+    transaction_id = os.urandom(16)
+    server_challenge = os.urandom(16)
+    server_signed1 = asn1.rsp().encode(
+        "ServerSigned1",
+        {
+            "transactionId": transaction_id,
+            "euiccChallenge": euicc_challenge,
+            "serverAddress": smdp_address,
+            "serverChallenge": server_challenge,
+        },
+    )
+    signature = ecdsa.sign(chain.dpauth_key, server_signed1)
+    session = SessionKeyValues(transaction_id.hex().upper(), server_challenge, smdp_address, chain.ci_pkid)
+    return Initiated(
+        session=session,
+        response={
+            "transactionId": session.transaction_id,
+            "serverSigned1": b64.b64encode(server_signed1),
+            "serverSignature1": b64.b64encode(tlv(TAG_SIGNATURE, signature)),
+            "euiccCiPKIdToBeUsed": b64.b64encode(tlv(TAG_SKI, chain.ci_pkid)),
+            "serverCertificate": b64.b64encode(chain.dpauth_cert.public_bytes(Encoding.DER)),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class AuthenticatedEuicc:
+    eid: str
+    euicc_certificate: bytes  # DER
+    public_key: ec.EllipticCurvePublicKey
+    matching_id: str | None  # None or "" both mean: no matching ID (default SM-DP+ / SM-DS flow)
+    euicc_info2: dict[str, Any]
+    device_info: dict[str, Any]
+    euicc_signature1: bytes  # the whole 5F37 TLV, as smdpSignature2 covers it
+
+
+_CERTIFICATE_ERRORS: dict[type[pki.CertificateError], StatusCode] = {
+    pki.CiUnknown: CI_PUBLIC_KEY_UNKNOWN,
+    pki.EumCertificateInvalid: EUM_CERTIFICATE_INVALID,
+    pki.EumCertificateExpired: EUM_CERTIFICATE_EXPIRED,
+    pki.EuiccCertificateInvalid: EUICC_CERTIFICATE_INVALID,
+    pki.EuiccCertificateExpired: EUICC_CERTIFICATE_EXPIRED,
+    # SGP.22 5.6.2: an EID outside the EUM's permitted range fails the eUICC certificate verification
+    pki.EidOutOfRange: EUICC_CERTIFICATE_INVALID,
+}
+
+
+def _load_certificate(der: bytes, code: StatusCode, what: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise RspError(code, f"{what} is not a valid X.509 certificate: {exc}") from None
+
+
+def _split_signed_response(der: bytes, outer_tag: int, field: str, count: int) -> list[bytes]:
+    """The raw TLVs inside ``outer_tag { [0] { ... } }`` (the Ok alternative), in order."""
+    try:
+        outer = read_tlv(der)
+        if outer.tag != outer_tag:
+            raise RspError(INVALID_INPUT, f"{field} has tag {outer.tag:X}, expected {outer_tag:X}")
+        ok = read_tlv(outer.value)
+        if ok.tag != 0xA0:  # the Error alternative is an INTEGER with another tag
+            decoded = fields.decode(_TYPE_OF[outer_tag], der, field)
+            raise RspError(INVALID_INPUT, f"{field} reports an eUICC error: {decoded[0]} {decoded[1]}")
+        parts, offset = [], 0
+        while offset < len(ok.value) and len(parts) < count:
+            element = read_tlv(ok.value, offset)
+            parts.append(element.raw)
+            offset = element.end
+    except TlvError as exc:
+        raise RspError(INVALID_INPUT, f"{field} is not DER: {exc}") from None
+    if len(parts) != count:
+        raise RspError(INVALID_INPUT, f"{field} is incomplete")
+    return parts
+
+
+_TYPE_OF = {0xBF38: "AuthenticateServerResponse", 0xBF21: "PrepareDownloadResponse", 0xBF41: "CancelSessionResponse"}
+
+
+def _check_transaction(signed_transaction_id: bytes, session: SessionKeyValues) -> None:
+    if signed_transaction_id.hex().upper() != session.transaction_id:
+        raise RspError(TRANSACTION_ID_UNKNOWN, "the signed transactionId is not this session's")
+
+
+def verify_authenticate_client(
+    body: dict[str, Any], session: SessionKeyValues, trusted_cis: list[x509.Certificate], now: datetime
+) -> AuthenticatedEuicc:
+    """ES9+.AuthenticateClient checks (SGP.22 section 5.6.2), certificates first, then euiccSignature1."""
+    der = fields.required_der(body, "authenticateServerResponse")
+    decoded = fields.decode("AuthenticateServerResponse", der, "authenticateServerResponse")
+    signed1, signature1, euicc_der, eum_der = _split_signed_response(der, 0xBF38, "authenticateServerResponse", 4)
+    _name, ok = decoded
+    euicc_cert = _load_certificate(euicc_der, EUICC_CERTIFICATE_INVALID, "euiccCertificate")
+    eum_cert = _load_certificate(eum_der, EUM_CERTIFICATE_INVALID, "eumCertificate")
+    try:
+        identity = pki.verify_euicc_chain(euicc_cert, eum_cert, trusted_cis, now)
+    except pki.CertificateError as exc:
+        raise RspError(_CERTIFICATE_ERRORS[type(exc)], str(exc) or None) from None
+
+    try:
+        ecdsa.verify(identity.public_key, signed1, read_tlv(signature1).value)
+    except InvalidSignature:
+        raise RspError(EUICC_SIGNATURE_INVALID, "euiccSignature1 does not verify") from None
+    euicc_signed1 = ok["euiccSigned1"]
+    _check_transaction(euicc_signed1["transactionId"], session)
+    if euicc_signed1["serverChallenge"] != session.server_challenge:
+        raise RspError(EUICC_SIGNATURE_INVALID, "serverChallenge does not match")
+    if normalize_address(euicc_signed1["serverAddress"]) != normalize_address(session.smdp_address):
+        raise RspError(INVALID_SMDP_ADDRESS, "the signed serverAddress is not the one of initiateAuthentication")
+
+    _ctx_kind, ctx = euicc_signed1["ctxParams1"]
+    return AuthenticatedEuicc(
+        eid=identity.eid,
+        euicc_certificate=euicc_der,
+        public_key=identity.public_key,
+        matching_id=ctx.get("matchingId"),
+        euicc_info2=euicc_signed1["euiccInfo2"],
+        device_info=ctx.get("deviceInfo", {}),
+        euicc_signature1=signature1,
+    )
+
+
+@dataclass(frozen=True)
+class DownloadOffer:
+    response: dict[str, Any]
+    smdp_signature2: bytes  # the 5F37 TLV, which euiccSignature2 covers
+
+
+def authenticate_client_response(
+    *,
+    transaction_id: str,
+    chain: ServerChain,
+    euicc_signature1: bytes,
+    store_metadata: bytes,
+    cc_required: bool,
+    bpp_euicc_otpk: bytes | None,
+) -> DownloadOffer:
+    """The AuthenticateClient answer: profile metadata and smdpSigned2 signed with SK.DPpb (SGP.22 5.6.2)."""
+    smdp_signed2_value: dict[str, Any] = {"transactionId": bytes.fromhex(transaction_id), "ccRequiredFlag": cc_required}
+    if bpp_euicc_otpk is not None:  # download retry: ask the eUICC to reuse its one-time key (SGP.22 3.1.3.3)
+        smdp_signed2_value["bppEuiccOtpk"] = bpp_euicc_otpk
+    smdp_signed2 = asn1.rsp().encode("SmdpSigned2", smdp_signed2_value)
+    signature2 = tlv(TAG_SIGNATURE, ecdsa.sign(chain.dppb_key, smdp_signed2 + euicc_signature1))
+    return DownloadOffer(
+        response={
+            "transactionId": transaction_id,
+            "profileMetadata": b64.b64encode(store_metadata),
+            "smdpSigned2": b64.b64encode(smdp_signed2),
+            "smdpSignature2": b64.b64encode(signature2),
+            "smdpCertificate": b64.b64encode(chain.dppb_cert.public_bytes(Encoding.DER)),
+        },
+        smdp_signature2=signature2,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedDownload:
+    euicc_otpk: bytes
+    hash_cc: bytes | None
+
+
+def verify_prepare_download(
+    body: dict[str, Any],
+    session: SessionKeyValues,
+    euicc_public_key: ec.EllipticCurvePublicKey,
+    smdp_signature2: bytes,
+) -> PreparedDownload:
+    """ES9+.GetBoundProfilePackage checks (SGP.22 section 5.6.3): euiccSignature2 over euiccSigned2 || smdpSignature2."""
+    der = fields.required_der(body, "prepareDownloadResponse")
+    decoded = fields.decode("PrepareDownloadResponse", der, "prepareDownloadResponse")
+    signed2, signature2 = _split_signed_response(der, 0xBF21, "prepareDownloadResponse", 2)
+    try:
+        ecdsa.verify(euicc_public_key, signed2 + smdp_signature2, read_tlv(signature2).value)
+    except InvalidSignature:
+        raise RspError(EUICC_SIGNATURE_INVALID, "euiccSignature2 does not verify") from None
+    euicc_signed2 = decoded[1]["euiccSigned2"]
+    _check_transaction(euicc_signed2["transactionId"], session)
+    return PreparedDownload(euicc_otpk=euicc_signed2["euiccOtpk"], hash_cc=euicc_signed2.get("hashCc"))
+
+
+def eid_bytes(eid: str) -> bytes:
+    return bytes.fromhex(eid)
+
+
+__all__ = [
+    "AuthenticatedEuicc",
+    "DownloadOffer",
+    "Initiated",
+    "PreparedDownload",
+    "SessionKeyValues",
+    "authenticate_client_response",
+    "initiate_authentication",
+    "normalize_address",
+    "verify_authenticate_client",
+    "verify_prepare_download",
+]

@@ -1,0 +1,148 @@
+"""The end of a download session: ES9+.HandleNotification (SGP.22 5.6.4) and ES9+.CancelSession (5.6.5).
+
+Both carry data signed by the eUICC; both are verified over the exact received bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smdp.codec.tlv import TlvError, iter_tlvs, read_tlv
+from smdp.crypto import ecdsa
+from smdp.pki import verify as pki
+from smdp.profiles.saip import decode_iccid
+from smdp.rsp import fields
+from smdp.rsp.es9 import SessionKeyValues, _check_transaction, _split_signed_response
+from smdp.rsp.status import EUICC_SIGNATURE_INVALID, INVALID_INPUT, INVALID_SMDP_OID, RspError
+
+# NotificationEvent BIT STRING (SGP.22 section 2.4.4 / 5.7.x): bit 0 install ... bit 3 delete
+_EVENTS = ("install", "enable", "disable", "delete")
+
+
+def notification_event(bits: tuple[bytes, int]) -> str:
+    data, length = bits
+    for index, name in enumerate(_EVENTS):
+        if index < length and data and data[index // 8] & (0x80 >> (index % 8)):
+            return name
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class PendingNotification:
+    """A parsed PendingNotification; ``signed`` and ``signature`` are the exact signed bytes and raw r||s."""
+
+    kind: str  # "profileInstallationResult" or "otherSignedNotification"
+    seq_number: int
+    event: str
+    iccid: str | None
+    notification_address: str
+    transaction_id: str | None
+    smdp_oid: str | None
+    final_result: tuple[str, dict[str, Any]] | None
+    signed: bytes
+    signature: bytes
+    euicc_certificate: bytes | None = None
+    eum_certificate: bytes | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool | None:
+        if self.final_result is None:
+            return None
+        return self.final_result[0] == "successResult"
+
+
+def _metadata(meta: dict[str, Any]) -> tuple[int, str, str | None, str]:
+    iccid = decode_iccid(meta["iccid"]) if "iccid" in meta else None
+    return meta["seqNumber"], notification_event(meta["profileManagementOperation"]), iccid, meta["notificationAddress"]
+
+
+def parse_pending_notification(body: dict[str, Any]) -> PendingNotification:
+    der = fields.required_der(body, "pendingNotification")
+    kind, value = fields.decode("PendingNotification", der, "pendingNotification")
+    try:
+        parts = [t.raw for t in iter_tlvs(read_tlv(der).value)]
+    except TlvError as exc:
+        raise RspError(INVALID_INPUT, f"pendingNotification is not DER: {exc}") from None
+    if kind == "profileInstallationResult":
+        data = value["profileInstallationResultData"]
+        seq, event, iccid, address = _metadata(data["notificationMetadata"])
+        result_kind, result = data["finalResult"]
+        return PendingNotification(
+            kind=kind,
+            seq_number=seq,
+            event=event,
+            iccid=iccid,
+            notification_address=address,
+            transaction_id=data["transactionId"].hex().upper(),
+            smdp_oid=data["smdpOid"],
+            final_result=(result_kind, result),
+            signed=parts[0],
+            signature=read_tlv(parts[1]).value,
+            detail=_result_detail(result_kind, result),
+        )
+    seq, event, iccid, address = _metadata(value["tbsOtherNotification"])
+    return PendingNotification(
+        kind=kind,
+        seq_number=seq,
+        event=event,
+        iccid=iccid,
+        notification_address=address,
+        transaction_id=None,
+        smdp_oid=None,
+        final_result=None,
+        signed=parts[0],
+        signature=read_tlv(parts[1]).value,
+        euicc_certificate=parts[2],
+        eum_certificate=parts[3],
+    )
+
+
+def _result_detail(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    if kind == "successResult":
+        return {"result": "success", "aid": result["aid"].hex().upper()}
+    return {"result": "error", "bppCommandId": result["bppCommandId"], "errorReason": result["errorReason"]}
+
+
+def verify_notification_signature(notification: PendingNotification, public_key: ec.EllipticCurvePublicKey) -> None:
+    try:
+        ecdsa.verify(public_key, notification.signed, notification.signature)
+    except InvalidSignature:
+        raise RspError(EUICC_SIGNATURE_INVALID, "the notification signature does not verify") from None
+
+
+def other_notification_signer(
+    notification: PendingNotification, trusted_cis: list[x509.Certificate], now: datetime
+) -> pki.EuiccIdentity:
+    """An otherSignedNotification carries its own certificates; they must chain to a trusted CI."""
+    assert notification.euicc_certificate is not None and notification.eum_certificate is not None
+    try:
+        euicc = x509.load_der_x509_certificate(notification.euicc_certificate)
+        eum = x509.load_der_x509_certificate(notification.eum_certificate)
+        return pki.verify_euicc_chain(euicc, eum, trusted_cis, now)
+    except (ValueError, pki.CertificateError) as exc:
+        raise RspError(EUICC_SIGNATURE_INVALID, f"notification certificates: {exc}") from None
+
+
+def verify_cancel_session(
+    body: dict[str, Any], session: SessionKeyValues, euicc_public_key: ec.EllipticCurvePublicKey, smdp_oid: str
+) -> int:
+    """ES9+.CancelSession (SGP.22 5.6.5): returns the CancelSessionReason the eUICC signed."""
+    der = fields.required_der(body, "cancelSessionResponse")
+    decoded = fields.decode("CancelSessionResponse", der, "cancelSessionResponse")
+    signed, signature = _split_signed_response(der, 0xBF41, "cancelSessionResponse", 2)
+    try:
+        ecdsa.verify(euicc_public_key, signed, read_tlv(signature).value)
+    except InvalidSignature:
+        raise RspError(EUICC_SIGNATURE_INVALID, "euiccCancelSessionSignature does not verify") from None
+    cancel = decoded[1]["euiccCancelSessionSigned"]
+    _check_transaction(cancel["transactionId"], session)
+    if cancel["smdpOid"] != smdp_oid:
+        raise RspError(INVALID_SMDP_OID, f"smdpOid {cancel['smdpOid']} is not {smdp_oid}")
+    return int(cancel["reason"])

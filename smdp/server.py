@@ -1,0 +1,104 @@
+"""``smdp serve``: first-start setup (test PKI, database, demo profile) and the HTTPS ES9+ server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from smdp.config import Settings
+from smdp.crypto.sealed import Sealer, load_or_create_master_key
+from smdp.pki.issue import init_pki
+from smdp.pki.store import PkiConfigError, ServerCredentials, load_server_credentials
+from smdp.pki.tls import server_ssl_context
+from smdp.profiles.demo import build_demo_profile
+from smdp.profiles.saip import luhn_check_digit
+from smdp.rsp.activation import ActivationCode
+from smdp.rsp.es9 import normalize_address
+from smdp.services.download import DownloadService
+from smdp.services.profiles import import_profile, list_profiles
+from smdp.store.db import Database
+from smdp.web.app import make_app
+
+log = logging.getLogger(__name__)
+
+DEMO_ICCID_PREFIX = "8988247000000000"  # 89 (telecom) 882 (international) 47 …: test range
+
+
+def ensure_pki(settings: Settings) -> Path:
+    """The PKI manifest to use; creates the test PKI in the data directory on first use."""
+    manifest = settings.pki_manifest
+    if manifest.exists():
+        return manifest
+    if manifest != (settings.certs_dir / "pki.toml").resolve():
+        raise PkiConfigError(f"PKI manifest {manifest} does not exist")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_pki(settings.certs_dir)
+    log.info("created a test PKI in %s", settings.certs_dir)
+    return manifest
+
+
+def accepted_addresses(host: str, port: int, extra: list[str]) -> frozenset[str]:
+    """The SM-DP+ addresses an LPA may name in initiateAuthentication (compared case-insensitively)."""
+    hosts = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else {host}
+    names = {f"{h}:{port}" for h in hosts} | {normalize_address(a) for a in extra}
+    return frozenset(normalize_address(a) for a in names)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    credentials: ServerCredentials
+    download: DownloadService
+
+
+async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime:
+    manifest = ensure_pki(settings)
+    credentials = load_server_credentials(manifest)
+    db = Database(settings.database_url)
+    await db.create_all()
+    sealer = Sealer(load_or_create_master_key(settings.master_key_path))
+    return Runtime(settings, db, credentials, DownloadService(db, credentials, sealer, addresses))
+
+
+async def ensure_demo_profile(db: Database, address: str) -> ActivationCode | None:
+    """On the first start (an empty database) create a demo profile; return its activation code."""
+    if await list_profiles(db):
+        return None
+    serial = DEMO_ICCID_PREFIX[2:] + f"{secrets.randbelow(100):02d}"
+    iccid = "89" + serial + luhn_check_digit("89" + serial)
+    der = build_demo_profile(iccid=iccid, imsi="001010000000001", ki=os.urandom(16), opc=os.urandom(16))
+    imported = await import_profile(
+        db,
+        der,
+        metadata={"serviceProviderName": "smdp demo", "profileName": "Demo profile", "profileClass": "test"},
+    )
+    assert imported.matching_id is not None
+    return ActivationCode(address, imported.matching_id)
+
+
+async def serve(settings: Settings, host: str, port: int, extra_addresses: list[str]) -> None:
+    addresses = accepted_addresses(host, port, extra_addresses)
+    runtime = await open_runtime(settings, addresses)
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"{shown_host}:{port}"
+    demo = await ensure_demo_profile(runtime.db, address)
+    runner = web.AppRunner(make_app(runtime.download), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
+    await site.start()
+    print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
+    if demo is not None:
+        print(f"smdp: demo profile activation code: {demo}", flush=True)
+        print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await runtime.db.dispose()

@@ -1,0 +1,335 @@
+"""The download session service: loads and saves ES9+ state around the sans-IO protocol core.
+
+Crypto verification runs outside database transactions; every state change runs inside one, re-checking
+the session step under a row lock (PostgreSQL) or the single SQLite writer, so that a replayed or
+concurrent call can't advance a session twice and no profile is handed out twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from cryptography import x509
+
+from smdp.crypto import ecdsa
+from smdp.crypto.cc import confirmation_code_hash_from_digest
+from smdp.crypto.sealed import Sealer
+from smdp.pki.store import ServerCredentials
+from smdp.rsp import es8, es9, metadata, session_end
+from smdp.rsp.fields import transaction_id as read_transaction_id
+from smdp.rsp.status import (
+    CONFIRMATION_CODE_MISSING,
+    CONFIRMATION_CODE_REFUSED,
+    CONFIRMATION_CODE_RETRIES_EXCEEDED,
+    DOWNLOAD_ORDER_EXPIRED,
+    EID_REFUSED,
+    MATCHING_ID_REFUSED,
+    MAX_RETRIES_EXCEEDED,
+    PPR_NOT_ALLOWED,
+    PROFILE_NOT_RELEASED,
+    TRANSACTION_ID_UNKNOWN,
+    RspError,
+)
+from smdp.store import repo
+from smdp.store.db import Database
+from smdp.store.tables import DownloadSession, Notification, Profile, ProfileState, SessionStep
+
+log = logging.getLogger(__name__)
+
+CC_MAX_FAILURES = 3
+DOWNLOADABLE = [ProfileState.RELEASED.value]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _store_metadata(profile: Profile, row: DownloadSession) -> bytes:
+    """StoreMetadataRequest; unless the profile says otherwise, enable/disable/delete notifications come here."""
+    values = dict(profile.profile_metadata)
+    values.setdefault(
+        "notificationConfigurationInfo",
+        [{"events": ["enable", "disable", "delete"], "address": row.smdp_address}],
+    )
+    return metadata.store_metadata_request(profile.iccid, values)
+
+
+def _key_values(row: DownloadSession) -> es9.SessionKeyValues:
+    return es9.SessionKeyValues(row.transaction_id, row.server_challenge, row.smdp_address, row.ci_pkid)
+
+
+@dataclass
+class DownloadService:
+    db: Database
+    credentials: ServerCredentials
+    sealer: Sealer
+    addresses: frozenset[str]
+    session_ttl: timedelta = timedelta(minutes=10)
+    trusted_cis: list[x509.Certificate] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trusted_cis = list(self.credentials.trusted_cis)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    async def _session(self, transaction_id: str, steps: tuple[SessionStep, ...]) -> DownloadSession:
+        async with self.db.transaction() as db:
+            row = await repo.session_by_transaction_id(db, transaction_id)
+        if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < _now():
+            raise RspError(TRANSACTION_ID_UNKNOWN)
+        return row
+
+    async def _locked_session(self, db: Any, transaction_id: str, step: SessionStep) -> DownloadSession:
+        row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
+        if row is None or row.step != step.value:
+            raise RspError(TRANSACTION_ID_UNKNOWN, "the session moved on concurrently")
+        return row
+
+    async def _fail(self, transaction_id: str, error: RspError) -> None:
+        async with self.db.transaction() as db:
+            row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
+            if row is not None and row.step not in (SessionStep.COMPLETED.value, SessionStep.CANCELLED.value):
+                row.step = SessionStep.FAILED.value
+                row.status_code = f"{error.code.subject_code}/{error.code.reason_code}"
+                repo.touch(row)
+                await repo.save(db, row)
+
+    # --- ES9+ functions ------------------------------------------------------------------------------
+
+    async def initiate_authentication(self, body: dict[str, Any]) -> dict[str, Any]:
+        initiated = es9.initiate_authentication(body, self.credentials, self.addresses)
+        s = initiated.session
+        now = _now()
+        async with self.db.transaction() as db:
+            await repo.save(
+                db,
+                DownloadSession(
+                    transaction_id=s.transaction_id,
+                    server_challenge=s.server_challenge,
+                    smdp_address=s.smdp_address,
+                    ci_pkid=s.ci_pkid,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + self.session_ttl,
+                ),
+            )
+        return initiated.response
+
+    async def authenticate_client(self, body: dict[str, Any]) -> dict[str, Any]:
+        transaction_id = read_transaction_id(body)
+        row = await self._session(transaction_id, (SessionStep.INITIATED,))
+        try:
+            euicc = es9.verify_authenticate_client(body, _key_values(row), self.trusted_cis, _now())
+            async with self.db.transaction() as db:
+                row = await self._locked_session(db, transaction_id, SessionStep.INITIATED)
+                profile = await self._select_profile(db, euicc)
+                chain = self.credentials.chain_for(row.ci_pkid)
+                assert chain is not None  # chosen by initiateAuthentication from the same credentials
+                retry = profile.last_euicc_otpk if profile.state == ProfileState.DOWNLOADED.value else None
+                offer = es9.authenticate_client_response(
+                    transaction_id=transaction_id,
+                    chain=chain,
+                    euicc_signature1=euicc.euicc_signature1,
+                    store_metadata=_store_metadata(profile, row),
+                    cc_required=profile.cc_hash is not None,
+                    bpp_euicc_otpk=retry,
+                )
+                row.eid = euicc.eid
+                row.euicc_certificate = euicc.euicc_certificate
+                row.profile_id = profile.id
+                row.matching_id = euicc.matching_id or None
+                row.smdp_signature2 = offer.smdp_signature2
+                row.step = SessionStep.AUTHENTICATED.value
+                repo.touch(row)
+                await repo.save(db, row)
+        except RspError as error:
+            await self._fail(transaction_id, error)
+            raise
+        return offer.response
+
+    async def _select_profile(self, db: Any, euicc: es9.AuthenticatedEuicc) -> Profile:
+        """The profile this eUICC may download now (SGP.22 5.6.2 steps on the matching ID / EID)."""
+        if euicc.matching_id:
+            profile = await repo.profile_by_matching_id(db, euicc.matching_id, for_update=True)
+            if profile is None:
+                raise RspError(MATCHING_ID_REFUSED, "unknown matching ID")
+        else:
+            states = DOWNLOADABLE + [ProfileState.DOWNLOADED.value]
+            profile = await repo.default_profile_for_eid(db, euicc.eid, states, for_update=True)
+            if profile is None:
+                raise RspError(MATCHING_ID_REFUSED, "no pending order for this EID")
+        if profile.eid is not None and profile.eid != euicc.eid and not (profile.reusable and profile.eid is None):
+            raise RspError(EID_REFUSED)
+        self._check_downloadable(profile, euicc.eid)
+        refused = metadata.forbidden_pprs(euicc.euicc_info2, profile.profile_metadata)
+        if refused:
+            raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
+        return profile
+
+    @staticmethod
+    def _check_downloadable(profile: Profile, eid: str) -> None:
+        if profile.expires_at is not None and _aware(profile.expires_at) < _now():
+            raise RspError(DOWNLOAD_ORDER_EXPIRED)
+        if profile.max_download_attempts is not None and profile.download_attempts >= profile.max_download_attempts:
+            raise RspError(MAX_RETRIES_EXCEEDED)
+        if profile.cc_hash is not None and profile.cc_failures >= CC_MAX_FAILURES:
+            raise RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
+        if profile.reusable:
+            return
+        retry = profile.state == ProfileState.DOWNLOADED.value and profile.eid == eid
+        if profile.state not in DOWNLOADABLE and not retry:
+            raise RspError(PROFILE_NOT_RELEASED, f"profile is {profile.state}")
+
+    async def get_bound_profile_package(self, body: dict[str, Any]) -> dict[str, Any]:
+        transaction_id = read_transaction_id(body)
+        row = await self._session(transaction_id, (SessionStep.AUTHENTICATED,))
+        assert row.euicc_certificate is not None and row.smdp_signature2 is not None and row.eid is not None
+        public_key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
+        deferred: RspError | None = None
+        try:
+            prepared = es9.verify_prepare_download(body, _key_values(row), public_key, row.smdp_signature2)  # type: ignore[arg-type]
+            async with self.db.transaction() as db:
+                row = await self._locked_session(db, transaction_id, SessionStep.AUTHENTICATED)
+                assert row.profile_id is not None and row.eid is not None
+                profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
+                assert profile is not None
+                deferred = self._check_confirmation_code(profile, prepared.hash_cc, transaction_id)
+                if deferred is not None:  # the failure count must be committed before answering
+                    await repo.save(db, profile)
+                else:
+                    self._check_downloadable(profile, row.eid)
+                    bpp = self._bind(profile, row, prepared.euicc_otpk)
+                    await repo.save(db, profile)
+                    await repo.save(db, row)
+        except RspError as error:
+            await self._fail(transaction_id, error)
+            raise
+        if deferred is not None:
+            await self._fail(transaction_id, deferred)
+            raise deferred
+        return {"transactionId": transaction_id, "boundProfilePackage": bpp}
+
+    @staticmethod
+    def _check_confirmation_code(profile: Profile, hash_cc: bytes | None, transaction_id: str) -> RspError | None:
+        if profile.cc_hash is None:
+            return None
+        if hash_cc is None:
+            return RspError(CONFIRMATION_CODE_MISSING)
+        if hash_cc != confirmation_code_hash_from_digest(profile.cc_hash, bytes.fromhex(transaction_id)):
+            profile.cc_failures += 1
+            repo.touch(profile)
+            if profile.cc_failures >= CC_MAX_FAILURES:
+                return RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
+            return RspError(CONFIRMATION_CODE_REFUSED)
+        return None
+
+    def _bind(self, profile: Profile, row: DownloadSession, euicc_otpk: bytes) -> str:
+        """Build the BPP; reuse otSK.DP if the eUICC presents the otPK of the last attempt (SGP.22 3.1.3.3)."""
+        from smdp.codec import b64
+
+        chain = self.credentials.chain_for(row.ci_pkid)
+        assert chain is not None and row.eid is not None
+        context = f"otsk:{profile.iccid}".encode()
+        if profile.last_euicc_otpk == euicc_otpk and profile.last_smdp_otsk_sealed is not None:
+            otsk = ecdsa.private_key_from_bytes(chain.curve, self.sealer.open(profile.last_smdp_otsk_sealed, context=context))
+        else:
+            otsk = ecdsa.generate_private_key(chain.curve)
+            profile.last_euicc_otpk = euicc_otpk
+            profile.last_smdp_otsk_sealed = self.sealer.seal(ecdsa.private_key_to_bytes(otsk), context=context)
+        bpp = es8.build_bound_profile_package(
+            transaction_id=bytes.fromhex(row.transaction_id),
+            eid=es9.eid_bytes(row.eid),
+            euicc_otpk=euicc_otpk,
+            smdp_otsk=otsk,
+            dppb_key=chain.dppb_key,
+            store_metadata=_store_metadata(profile, row),
+            profile=profile.der,
+        )
+        if not profile.reusable:
+            profile.state = ProfileState.DOWNLOADED.value
+            profile.eid = row.eid
+        profile.download_attempts += 1
+        repo.touch(profile)
+        row.step = SessionStep.BPP_DELIVERED.value
+        repo.touch(row)
+        return b64.b64encode(bpp.der)
+
+    async def handle_notification(self, body: dict[str, Any]) -> None:
+        notification = session_end.parse_pending_notification(body)
+        if notification.kind == "profileInstallationResult":
+            assert notification.transaction_id is not None
+            row = await self._session(
+                notification.transaction_id,
+                (SessionStep.BPP_DELIVERED, SessionStep.AUTHENTICATED, SessionStep.COMPLETED, SessionStep.FAILED),
+            )
+            assert row.euicc_certificate is not None and row.eid is not None
+            key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
+            session_end.verify_notification_signature(notification, key)  # type: ignore[arg-type]
+            eid = row.eid
+        else:
+            identity = session_end.other_notification_signer(notification, self.trusted_cis, _now())
+            session_end.verify_notification_signature(notification, identity.public_key)
+            eid = identity.eid
+        async with self.db.transaction() as db:
+            fresh = await repo.record_notification(
+                db,
+                Notification(
+                    eid=eid,
+                    seq_number=notification.seq_number,
+                    event=notification.event,
+                    iccid=notification.iccid,
+                    transaction_id=notification.transaction_id,
+                    success=notification.success,
+                    detail=notification.detail,
+                    der=notification.signed,
+                ),
+            )
+            if fresh and notification.kind == "profileInstallationResult":
+                await self._installation_result(db, notification)
+        log.info("notification %s seq %s from %s recorded=%s", notification.event, notification.seq_number, eid, fresh)
+
+    async def _installation_result(self, db: Any, notification: session_end.PendingNotification) -> None:
+        assert notification.transaction_id is not None
+        row = await repo.session_by_transaction_id(db, notification.transaction_id, for_update=True)
+        if row is None or row.profile_id is None:
+            return
+        profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
+        row.step = SessionStep.COMPLETED.value if notification.success else SessionStep.FAILED.value
+        repo.touch(row)
+        await repo.save(db, row)
+        if profile is None or profile.reusable:
+            return
+        # A failed installation leaves the order downloadable again by the same eUICC (download retry).
+        profile.state = ProfileState.INSTALLED.value if notification.success else ProfileState.RELEASED.value
+        repo.touch(profile)
+        await repo.save(db, profile)
+
+    async def cancel_session(self, body: dict[str, Any]) -> dict[str, Any]:
+        transaction_id = read_transaction_id(body)
+        row = await self._session(transaction_id, (SessionStep.AUTHENTICATED, SessionStep.BPP_DELIVERED))
+        assert row.euicc_certificate is not None
+        key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
+        reason = session_end.verify_cancel_session(body, _key_values(row), key, self.credentials.smdp_oid)  # type: ignore[arg-type]
+        async with self.db.transaction() as db:
+            row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
+            assert row is not None
+            if row.step in (SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value):
+                delivered = row.step == SessionStep.BPP_DELIVERED.value
+                row.step = SessionStep.CANCELLED.value
+                row.status_code = f"cancelled:{reason}"
+                repo.touch(row)
+                await repo.save(db, row)
+                if delivered and row.profile_id is not None:
+                    profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
+                    if profile is not None and profile.state == ProfileState.DOWNLOADED.value:
+                        profile.state = ProfileState.RELEASED.value  # SGP.22 5.6.5: available again
+                        repo.touch(profile)
+                        await repo.save(db, profile)
+        return {}

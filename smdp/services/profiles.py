@@ -1,0 +1,96 @@
+"""Profile import (SGP.22 unprotected profile packages) and listing, for the CLI and the server's first start."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from smdp.pki.eid import is_valid_eid
+from smdp.profiles.saip import SaipError, validate_profile_package
+from smdp.rsp.activation import new_matching_id
+from smdp.store import repo
+from smdp.store.db import Database
+from smdp.store.tables import Profile, ProfileState
+
+
+class ProfileImportError(ValueError):
+    """The profile can't be imported; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImportedProfile:
+    iccid: str
+    matching_id: str | None
+    eid: str | None
+    confirmation_code_required: bool
+
+
+def default_metadata(iccid: str) -> dict[str, Any]:
+    return {"serviceProviderName": "smdp test", "profileName": f"Test profile {iccid[-6:]}", "profileClass": "test"}
+
+
+async def import_profile(
+    db: Database,
+    der: bytes,
+    *,
+    matching_id: str | None = None,
+    eid: str | None = None,
+    confirmation_code: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    reusable: bool = False,
+) -> ImportedProfile:
+    """Validate ``der`` as a SAIP profile package and store it Released, ready to download.
+
+    Without a matching ID and without an EID, an unguessable matching ID is generated.  With an EID and
+    no matching ID, the profile is that eUICC's default SM-DP+ order (SGP.22 section 3.1.1).
+    """
+    try:
+        package = validate_profile_package(der)
+    except SaipError as exc:
+        raise ProfileImportError(f"not a valid profile package: {exc}") from None
+    if eid is not None and not is_valid_eid(eid):
+        raise ProfileImportError(f"EID {eid!r} is not 32 digits with valid check digits")
+    if matching_id is not None and not matching_id:
+        matching_id = None
+    if matching_id is None and eid is None:
+        matching_id = new_matching_id()
+    iccid = package.iccid
+    profile = Profile(
+        iccid=iccid,
+        matching_id=matching_id,
+        eid=eid,
+        state=ProfileState.RELEASED.value,
+        der=der,
+        profile_metadata=metadata or default_metadata(iccid),
+        cc_hash=hashlib.sha256(confirmation_code.encode()).digest() if confirmation_code else None,
+        reusable=reusable,
+    )
+    try:
+        async with db.transaction() as session:
+            if await repo.profile_by_iccid(session, iccid) is not None:
+                raise ProfileImportError(f"a profile with ICCID {iccid} already exists")
+            if matching_id and await repo.profile_by_matching_id(session, matching_id) is not None:
+                raise ProfileImportError(f"matching ID {matching_id!r} is already in use")
+            await repo.add_profile(session, profile)
+    except IntegrityError:
+        raise ProfileImportError(f"ICCID {iccid} or matching ID {matching_id!r} is already in use") from None
+    return ImportedProfile(iccid, matching_id, eid, confirmation_code is not None)
+
+
+async def list_profiles(db: Database) -> list[dict[str, Any]]:
+    async with db.transaction() as session:
+        rows = await repo.list_profiles(session)
+    return [
+        {
+            "iccid": p.iccid,
+            "matchingId": p.matching_id,
+            "eid": p.eid,
+            "state": p.state,
+            "profileName": p.profile_metadata.get("profileName"),
+            "downloadAttempts": p.download_attempts,
+        }
+        for p in rows
+    ]

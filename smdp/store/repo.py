@@ -1,0 +1,107 @@
+"""Small repository functions over the tables: every query the services make lives here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from smdp.store.tables import DownloadSession, Notification, Profile, utcnow
+
+
+async def add_profile(db: AsyncSession, profile: Profile) -> Profile:
+    db.add(profile)
+    await db.flush()
+    return profile
+
+
+async def profile_by_iccid(db: AsyncSession, iccid: str) -> Profile | None:
+    return (await db.exec(select(Profile).where(Profile.iccid == iccid))).first()
+
+
+async def profile_by_id(db: AsyncSession, profile_id: int, *, for_update: bool = False) -> Profile | None:
+    query = select(Profile).where(Profile.id == profile_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await db.exec(query)).first()
+
+
+async def profile_by_matching_id(db: AsyncSession, matching_id: str, *, for_update: bool = False) -> Profile | None:
+    query = select(Profile).where(Profile.matching_id == matching_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await db.exec(query)).first()
+
+
+async def default_profile_for_eid(
+    db: AsyncSession, eid: str, states: list[str], *, for_update: bool = False
+) -> Profile | None:
+    """The oldest order bound to ``eid`` without a matching ID (default SM-DP+ flow)."""
+    query = (
+        select(Profile)
+        .where(Profile.eid == eid, Profile.matching_id.is_(None), Profile.state.in_(states))  # type: ignore[union-attr, attr-defined]
+        .order_by(Profile.id)
+        .limit(1)
+    )
+    if for_update:
+        query = query.with_for_update(skip_locked=True)
+    return (await db.exec(query)).first()
+
+
+async def list_profiles(db: AsyncSession, limit: int = 1000) -> list[Profile]:
+    return list((await db.exec(select(Profile).order_by(Profile.id).limit(limit))).all())
+
+
+def touch(row: Profile | DownloadSession, now: datetime | None = None) -> None:
+    row.updated_at = now or utcnow()
+
+
+async def session_by_transaction_id(
+    db: AsyncSession, transaction_id: str, *, for_update: bool = False
+) -> DownloadSession | None:
+    query = select(DownloadSession).where(DownloadSession.transaction_id == transaction_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await db.exec(query)).first()
+
+
+async def save(db: AsyncSession, row: Profile | DownloadSession | Notification) -> None:
+    db.add(row)
+    await db.flush()
+
+
+async def record_notification(db: AsyncSession, notification: Notification) -> bool:
+    """Store a notification once; False if this eUICC already delivered that sequence number."""
+    existing = (
+        await db.exec(
+            select(Notification.id).where(
+                Notification.eid == notification.eid, Notification.seq_number == notification.seq_number
+            )
+        )
+    ).first()
+    if existing is not None:
+        return False
+    try:
+        async with db.begin_nested():
+            db.add(notification)
+            await db.flush()
+    except IntegrityError:  # a concurrent delivery of the same notification won the race
+        return False
+    return True
+
+
+async def notifications(db: AsyncSession, *, eid: str | None = None) -> list[Notification]:
+    query = select(Notification).order_by(Notification.id)
+    if eid:
+        query = query.where(Notification.eid == eid)
+    return list((await db.exec(query)).all())
+
+
+async def session_count_by_step(db: AsyncSession) -> dict[str, int]:
+    rows = (await db.exec(select(DownloadSession.step))).all()
+    counts: dict[str, int] = {}
+    for step in rows:
+        counts[step] = counts.get(step, 0) + 1
+    return counts

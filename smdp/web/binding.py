@@ -1,0 +1,105 @@
+"""The JSON binding of SGP.22 section 6.5: request checks, bodies, and the one SGP.22 error renderer.
+
+Every ES9+ (and ES2+) route goes through :func:`json_function`: it checks the transport headers,
+parses the body into a dict, calls the function, and renders success or :class:`RspError` as the
+``header.functionExecutionStatus`` structure.  Nothing else in the web layer builds error JSON, and no
+exception escapes as an HTTP 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from smdp.rsp.status import (
+    EXECUTION_ERROR,
+    INVALID_CONTENT_TYPE,
+    INVALID_INPUT,
+    UNSUPPORTED_PROTOCOL,
+    RspError,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # the largest ES9+ request (a notification with certificates) is a few KB
+DEFAULT_PROTOCOL = "gsma/rsp/v2.2.0"
+_PROTOCOL = re.compile(r"^gsma/rsp/v2\.\d+(\.\d+)?$")
+
+JsonFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+def success_body(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"header": {"functionExecutionStatus": {"status": "Executed-Success"}}, **fields}
+
+
+def failure_body(error: RspError) -> dict[str, Any]:
+    return {
+        "header": {
+            "functionExecutionStatus": {
+                "status": "Failed",
+                "statusCodeData": {
+                    "subjectCode": error.code.subject_code,
+                    "reasonCode": error.code.reason_code,
+                    "message": error.message,
+                },
+            }
+        }
+    }
+
+
+def _response(body: dict[str, Any] | None, protocol: str) -> web.Response:
+    headers = {"X-Admin-Protocol": protocol}
+    if body is None:  # SGP.22 section 6.5.1: functions without output data answer 204
+        return web.Response(status=204, headers=headers)
+    return web.Response(
+        status=200,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+async def _read_request(request: web.Request) -> tuple[dict[str, Any], str]:
+    protocol = request.headers.get("X-Admin-Protocol", "").strip()
+    if not _PROTOCOL.match(protocol):
+        raise RspError(UNSUPPORTED_PROTOCOL, f"X-Admin-Protocol {protocol!r} is not gsma/rsp/v2.x.y")
+    mime = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if mime != "application/json":
+        raise RspError(INVALID_CONTENT_TYPE, f"Content-Type {mime!r} is not application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RspError(INVALID_INPUT, f"request body larger than {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise RspError(INVALID_INPUT, f"request body larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RspError(INVALID_INPUT, f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RspError(INVALID_INPUT, "body is not a JSON object")
+    return body, protocol
+
+
+def json_function(function: JsonFunction) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap an SGP.22 function (dict in, dict or None out) as an aiohttp handler."""
+
+    async def handler(request: web.Request) -> web.Response:
+        protocol = DEFAULT_PROTOCOL
+        try:
+            body, protocol = await _read_request(request)
+            result = await function(body)
+        except RspError as error:
+            log.info("%s failed: %s", request.path, error)
+            return _response(failure_body(error), protocol)
+        except Exception:  # never a 500 or a stack trace to the client
+            log.exception("%s: unexpected error", request.path)
+            return _response(failure_body(RspError(EXECUTION_ERROR)), protocol)
+        return _response(None if result is None else success_body(result), protocol)
+
+    return handler

@@ -1,0 +1,131 @@
+"""Shared fixtures: a test PKI, databases (SQLite always, PostgreSQL when reachable), an in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TS48_DIR = SHARED_DATA / "ts48"
+SGP26_DIR = SHARED_DATA / "sgp26"
+PG_ADMIN_URL = os.environ.get("SMDP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def ts48_files() -> list[Path]:
+    return sorted(TS48_DIR.glob("*.der")) if TS48_DIR.is_dir() else []
+
+
+def require_ts48() -> list[Path]:
+    files = ts48_files()
+    if not files:
+        pytest.skip(f"GSMA TS.48 profiles not found in {TS48_DIR}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def pki_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from smdp.pki.issue import init_pki
+
+    return init_pki(tmp_path_factory.mktemp("pki") / "certs")
+
+
+def _pg_reachable() -> bool:
+    async def probe() -> bool:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+_PG = None
+
+
+def pg_available() -> bool:
+    global _PG
+    if _PG is None:
+        _PG = _pg_reachable()
+    return _PG
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test; skipped (with the reason) when PostgreSQL is unreachable."""
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    import asyncpg
+
+    name = f"smdp_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Runs a test on SQLite and again on PostgreSQL (skipped there when unreachable)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'smdp.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@dataclass
+class RunningServer:
+    address: str  # host:port as an activation code names it
+    runtime: object  # smdp.server.Runtime
+    data_dir: Path
+    manifest: Path
+    ca_cert: Path | None
+
+    @property
+    def download(self):  # type: ignore[no-untyped-def]
+        return self.runtime.download  # type: ignore[attr-defined]
+
+    @property
+    def db(self):  # type: ignore[no-untyped-def]
+        return self.runtime.db  # type: ignore[attr-defined]
+
+
+async def start_server(data_dir: Path, manifest: Path, database_url: str) -> tuple[RunningServer, web.AppRunner]:
+    from smdp.config import load_settings
+    from smdp.server import accepted_addresses, open_runtime
+    from smdp.pki.tls import server_ssl_context
+    from smdp.web.app import make_app
+
+    settings = load_settings(data_dir, database_url, manifest)
+    runtime = await open_runtime(settings, frozenset())
+    runner = web.AppRunner(make_app(runtime.download), access_log=None)
+    await runner.setup()
+    creds = runtime.credentials
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(creds))
+    await site.start()
+    port = runner.addresses[0][1]
+    runtime.download.addresses = accepted_addresses("127.0.0.1", port, [])
+    server = RunningServer(f"127.0.0.1:{port}", runtime, data_dir, manifest, creds.tls_ca_cert_path)
+    return server, runner
+
+
+@pytest.fixture
+async def server(tmp_path: Path, pki_manifest: Path) -> AsyncIterator[RunningServer]:
+    """An in-process SM-DP+ on an ephemeral loopback port, SQLite in a temporary data directory."""
+    running, runner = await start_server(tmp_path / "data", pki_manifest, f"sqlite:///{tmp_path / 'smdp.db'}")
+    yield running
+    await runner.cleanup()
+    await running.db.dispose()
