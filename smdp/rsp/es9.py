@@ -32,6 +32,7 @@ from smdp.rsp.status import (
     EUM_CERTIFICATE_INVALID,
     INVALID_INPUT,
     INVALID_SMDP_ADDRESS,
+    NO_DPAUTH_FOR_CI,
     SECURITY_CONFIGURATION_NOT_SUPPORTED,
     TRANSACTION_ID_UNKNOWN,
     UNSUPPORTED_SVN,
@@ -67,12 +68,16 @@ class Initiated:
 
 
 def _choose_chain(credentials: ServerCredentials, info1: dict[str, Any]) -> ServerChain:
-    """The first CI (in the eUICC's order) the eUICC can verify with and we hold a DPauth for."""
-    for pkid in info1.get("euiccCiPKIdListForVerification", []):
-        chain = credentials.chain_for(pkid)
-        if chain is not None:
+    """The CI for this session (SGP.22 5.6.1): one the eUICC signs under (euiccCiPKIdListForSigning, in its
+    order of preference) for which we hold a DPauth, and which the eUICC can also verify our DPauth with."""
+    verification = set(info1.get("euiccCiPKIdListForVerification", []))
+    supported = [c for c in map(credentials.chain_for, info1.get("euiccCiPKIdListForSigning", [])) if c is not None]
+    if not supported:
+        raise RspError(SECURITY_CONFIGURATION_NOT_SUPPORTED)
+    for chain in supported:
+        if chain.ci_pkid in verification:
             return chain
-    raise RspError(SECURITY_CONFIGURATION_NOT_SUPPORTED)
+    raise RspError(NO_DPAUTH_FOR_CI)
 
 
 def initiate_authentication(

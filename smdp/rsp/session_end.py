@@ -81,7 +81,7 @@ def parse_pending_notification(body: dict[str, Any]) -> PendingNotification:
             iccid=iccid,
             notification_address=address,
             transaction_id=data["transactionId"].hex().upper(),
-            smdp_oid=data["smdpOid"],
+            smdp_oid=data.get("smdpOid"),
             final_result=(result_kind, result),
             signed=parts[0],
             signature=read_tlv(parts[1]).value,
