@@ -132,7 +132,7 @@ class DownloadService:
                 profile = await self._select_profile(db, euicc)
                 chain = self.credentials.chain_for(row.ci_pkid)
                 assert chain is not None  # chosen by initiateAuthentication from the same credentials
-                retry = profile.last_euicc_otpk if profile.state == ProfileState.DOWNLOADED.value else None
+                retry = profile.last_euicc_otpk if profile.eid == euicc.eid else None
                 offer = es9.authenticate_client_response(
                     transaction_id=transaction_id,
                     chain=chain,
@@ -304,10 +304,13 @@ class DownloadService:
         row.step = SessionStep.COMPLETED.value if notification.success else SessionStep.FAILED.value
         repo.touch(row)
         await repo.save(db, row)
-        if profile is None or profile.reusable:
+        if profile is None:
             return
-        # A failed installation leaves the order downloadable again by the same eUICC (download retry).
-        profile.state = ProfileState.INSTALLED.value if notification.success else ProfileState.RELEASED.value
+        if notification.success:  # no retry any more: drop the one-time key material
+            profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
+        if not profile.reusable:
+            # A failed installation leaves the order downloadable again by the same eUICC (download retry).
+            profile.state = ProfileState.INSTALLED.value if notification.success else ProfileState.RELEASED.value
         repo.touch(profile)
         await repo.save(db, profile)
 
