@@ -93,10 +93,10 @@ async def serve(settings: Settings, host: str, port: int, extra_addresses: list[
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
     await site.start()
-    print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
     if demo is not None:
         print(f"smdp: demo profile activation code: {demo}", flush=True)
         print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
+    print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -36,34 +36,28 @@ def pki_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return init_pki(tmp_path_factory.mktemp("pki") / "certs")
 
 
-def _pg_reachable() -> bool:
-    async def probe() -> bool:
+_PG: bool | None = None
+
+
+async def pg_available() -> bool:
+    global _PG
+    if _PG is None:
         import asyncpg
 
         try:
             conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
-
-
-_PG = None
-
-
-def pg_available() -> bool:
-    global _PG
-    if _PG is None:
-        _PG = _pg_reachable()
+            _PG = False
+        else:
+            await conn.close()
+            _PG = True
     return _PG
 
 
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for one test; skipped (with the reason) when PostgreSQL is unreachable."""
-    if not pg_available():
+    if not await pg_available():
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
     import asyncpg
 

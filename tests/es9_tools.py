@@ -144,6 +144,7 @@ def resign(
     *,
     suffix: bytes = b"",
     corrupt_signature: bool = False,
+    certificates: tuple[bytes, bytes] | None = None,
 ) -> bytes:
     """Re-sign the Ok alternative of an eUICC answer (BF38/BF21/BF41 { A0 { signed, 5F37, ... } })
     after ``mutate`` changed the signed part; ``suffix`` is what the signature also covers."""
@@ -156,7 +157,8 @@ def resign(
     signature = ecdsa.sign(key, signed + suffix)
     if corrupt_signature:
         signature = signature[:-1] + bytes([signature[-1] ^ 0x01])
-    return tlv(tag, tlv(0xA0, signed + tlv(0x5F37, signature) + b"".join(parts[2:])))
+    rest = b"".join(certificates) if certificates is not None else b"".join(parts[2:])
+    return tlv(tag, tlv(0xA0, signed + tlv(0x5F37, signature) + rest))
 
 
 def body_resigner(

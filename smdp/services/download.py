@@ -7,6 +7,7 @@ concurrent call can't advance a session twice and no profile is handed out twice
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -281,6 +282,7 @@ class DownloadService:
             fresh = await repo.record_notification(
                 db,
                 Notification(
+                    digest=hashlib.sha256(notification.signed + notification.signature).hexdigest(),
                     eid=eid,
                     seq_number=notification.seq_number,
                     event=notification.event,

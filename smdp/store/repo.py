@@ -73,14 +73,8 @@ async def save(db: AsyncSession, row: Profile | DownloadSession | Notification) 
 
 
 async def record_notification(db: AsyncSession, notification: Notification) -> bool:
-    """Store a notification once; False if this eUICC already delivered that sequence number."""
-    existing = (
-        await db.exec(
-            select(Notification.id).where(
-                Notification.eid == notification.eid, Notification.seq_number == notification.seq_number
-            )
-        )
-    ).first()
+    """Store a notification once; False if the same signed notification was already recorded."""
+    existing = (await db.exec(select(Notification.id).where(Notification.digest == notification.digest))).first()
     if existing is not None:
         return False
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 
-from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, LargeBinary
 from sqlmodel import JSON, Field, SQLModel
 
 
@@ -87,11 +87,13 @@ class DownloadSession(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """A verified pending notification (SGP.22 section 5.6.4), recorded once per eUICC sequence number."""
+    """A verified pending notification (SGP.22 section 5.6.4), recorded once.
 
-    __table_args__ = (UniqueConstraint("eid", "seq_number", name="uq_notification_eid_seq"),)
+    A retried delivery carries the same signed bytes, so the digest of those bytes identifies it
+    (not the sequence number alone: two eUICC states may share an EID, as the SGP.26 set does)."""
 
     id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(index=True, unique=True, max_length=64)  # SHA-256 of the signed data, hex
     eid: str = Field(index=True, max_length=32)
     seq_number: int
     event: str = Field(max_length=32)  # install, enable, disable, delete

@@ -1,0 +1,170 @@
+"""The README's flow as a newcomer runs it (real `smdp` processes), two servers on one PostgreSQL,
+and the GSMA SGP.26 certificate set configured instead of the generated PKI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SGP26_DIR, require_ts48, start_server
+from tests.es9_tools import HookedClient, open_euicc, run_download
+
+REPO = Path(__file__).resolve().parents[1]
+SMDP = [sys.executable, "-m", "smdp.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def smdp(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*SMDP, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+class Server:
+    """`smdp serve` in a subprocess; waits for its banner and keeps what it printed."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [*SMDP, "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if any("listening" in line for line in self.lines):  # the last line of the banner
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"smdp serve did not start: {self.lines} {self.process.stderr.read() if self.process.stderr else ''}")
+
+    def _collect(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_newcomer_flow_serve_then_lpa_download(tmp_path: Path, servers: list[Server]) -> None:
+    data = str(tmp_path / "data")
+    server = Server("--data-dir", data)
+    servers.append(server)
+    code_line = next(line for line in server.lines if "activation code:" in line)
+    code = code_line.split("activation code:", 1)[1].strip()
+    assert code.startswith(f"LPA:1${server.address}$")
+    assert any("smdp lpa download" in line for line in server.lines)
+
+    download = smdp("lpa", "download", "--data-dir", data, code)
+    result = json.loads(download.stdout)
+    assert result["ok"] is True and result["iccid"]
+    listed = json.loads(smdp("lpa", "list", "--data-dir", data, "--json").stdout)
+    assert [p["iccid"] for p in listed] == [result["iccid"]]
+
+    ts48 = require_ts48()[-1]
+    imported = json.loads(smdp("profile", "import", str(ts48), "--data-dir", data, "--matching-id", "CLI-1", "--json").stdout)
+    again = json.loads(smdp("lpa", "download", "--data-dir", data, "--curve", "brainpool", f"LPA:1${server.address}$CLI-1").stdout)
+    assert again["ok"] is True and again["iccid"] == imported["iccid"]
+
+    refused = smdp("lpa", "download", "--data-dir", data, f"LPA:1${server.address}$CLI-1", check=False)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["subject_code"] == "8.2"
+    states = {p["iccid"]: p["state"] for p in json.loads(smdp("profile", "list", "--data-dir", data, "--json").stdout)}
+    assert states[imported["iccid"]] == "Installed"
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    missing = smdp("profile", "import", str(tmp_path / "nope.der"), "--data-dir", data, check=False)
+    assert missing.returncode == 1 and missing.stderr.startswith("smdp: ") and "Traceback" not in missing.stderr
+    garbage = tmp_path / "garbage.der"
+    garbage.write_bytes(b"\x30\x03\x01\x01")
+    bad = smdp("profile", "import", str(garbage), "--data-dir", data, check=False)
+    assert bad.returncode == 1 and "not a valid profile package" in bad.stderr and "Traceback" not in bad.stderr
+    no_pki = smdp("lpa", "download", "--data-dir", str(tmp_path / "empty"), "LPA:1$127.0.0.1:1$X", check=False)
+    assert no_pki.returncode == 1 and "Traceback" not in no_pki.stderr
+
+
+async def test_two_server_processes_share_one_postgresql(tmp_path: Path, postgres_url: str, servers: list[Server]) -> None:
+    """A session started on one `smdp serve` completes on another one using the same database."""
+    ts48 = require_ts48()[0]
+    data = str(tmp_path / "data")
+    first = Server("--data-dir", data, "--database-url", postgres_url)
+    servers.append(first)
+    second = Server("--data-dir", data, "--database-url", postgres_url, "--address", first.address)
+    servers.append(second)
+    smdp("profile", "import", str(ts48), "--data-dir", data, "--database-url", postgres_url, "--matching-id", "PG-1")
+
+    client = HookedClient()
+    for function in ("authenticateClient", "getBoundProfilePackage", "handleNotification"):
+        client.route[function] = second.address
+    euicc = open_euicc(tmp_path, Path(data) / "certs" / "pki.toml")
+    result = await run_download(euicc, f"LPA:1${first.address}$PG-1", client)
+    await client.close()
+    assert result.ok, result.to_json()
+
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    step = await conn.fetchval("SELECT step FROM download_session WHERE transaction_id = $1", result.transaction_id)
+    state = await conn.fetchval("SELECT state FROM profile WHERE matching_id = 'PG-1'")
+    await conn.close()
+    assert (step, state) == ("completed", "Installed")
+
+
+@pytest.mark.parametrize("curve", ["nist", "brainpool"])
+async def test_download_with_the_gsma_sgp26_certificates(tmp_path: Path, curve: str) -> None:
+    if not SGP26_DIR.is_dir():
+        pytest.skip(f"GSMA SGP.26 test certificates not found in {SGP26_DIR}")
+    ts48 = require_ts48()[0]
+    manifest = REPO / "examples" / "sgp26-pki.toml"
+    server, runner = await start_server(tmp_path / "data", manifest, f"sqlite:///{tmp_path / 'smdp.db'}")
+    try:
+        from smdp.services.profiles import import_profile
+
+        await import_profile(server.db, ts48.read_bytes(), matching_id="SGP26-1")
+        euicc = open_euicc(tmp_path, manifest, curve)
+        assert euicc.eid == "89049032123451234512345678901235"
+        # the SGP.26 DPtls certificate names testsmdpplus1.example.com, not 127.0.0.1
+        result = await run_download(euicc, f"LPA:1${server.address}$SGP26-1", HookedClient(insecure=True))
+        assert result.ok, result.to_json()
+        assert euicc.installed_profiles()[0].package == ts48.read_bytes()
+    finally:
+        await runner.cleanup()
+        await server.db.dispose()
