@@ -38,6 +38,10 @@ MAX_SESSIONS = 100_000
 MAX_SECONDS = 600  # a bench run stops by itself
 
 
+class BenchError(Exception):
+    """The bench can't run (no server, no download works); the message says why."""
+
+
 class TimedClient(Es9Client):
     """An ES9+ client that records the latency of every call, per function."""
 
@@ -106,6 +110,15 @@ async def _run(args: argparse.Namespace, address: str, pid: int, data_dir: Path)
         for i in range(args.concurrency)
     ]
     client = TimedClient(insecure=True)
+    try:
+        return await _measure(args, code, euiccs, client, pid)
+    finally:
+        await client.close()
+
+
+async def _measure(
+    args: argparse.Namespace, code: str, euiccs: list[VirtualEuicc], client: TimedClient, pid: int
+) -> dict[str, Any]:
     remaining = args.sessions
     failures: list[str] = []
     totals: list[float] = []
@@ -117,25 +130,25 @@ async def _run(args: argparse.Namespace, address: str, pid: int, data_dir: Path)
             remaining -= 1
             start = time.perf_counter()
             result = await download(euicc, code, client=client)
-            totals.append(time.perf_counter() - start)
             if not result.ok or result.iccid is None:
                 failures.append(f"{result.stage}: {result.subject_code}/{result.reason_code} {result.message}")
                 continue
+            totals.append(time.perf_counter() - start)  # successful downloads only
             es10.delete_profile(euicc, result.iccid)  # make room for the next download of the same profile
             for item in es10.list_notifications(euicc):
                 es10.remove_notification(euicc, item.seq_number)
 
-    await download(euiccs[0], code, client=client)  # warm-up: compiles, TLS session, caches
-    for euicc in euiccs[:1]:
-        for p in euicc.installed_profiles():
-            es10.delete_profile(euicc, p.iccid)
+    warm_up = await download(euiccs[0], code, client=client)  # compiles, TLS session, caches
+    if not warm_up.ok:
+        raise BenchError(f"a first download failed at {warm_up.stage}: {warm_up.message}")
+    for p in euiccs[0].installed_profiles():
+        es10.delete_profile(euiccs[0], p.iccid)
     client.latencies.clear()
     cpu_before = _cpu_seconds(pid)
     wall_start = time.perf_counter()
     await asyncio.gather(*(worker(e) for e in euiccs))
     wall = time.perf_counter() - wall_start
     cpu = _cpu_seconds(pid) - cpu_before
-    await client.close()
     done = len(totals)
     return {
         "curve": args.curve,
@@ -145,7 +158,9 @@ async def _run(args: argparse.Namespace, address: str, pid: int, data_dir: Path)
         "concurrency": args.concurrency,
         "wall_s": round(wall, 3),
         "downloads_per_s": round(done / wall, 1) if wall else 0.0,
-        "download_latency_ms": {"p50": round(_percentile(totals, 0.5) * 1000, 1), "p99": round(_percentile(totals, 0.99) * 1000, 1)},
+        "download_latency_ms": {"p50": round(_percentile(totals, 0.5) * 1000, 1), "p99": round(_percentile(totals, 0.99) * 1000, 1)}
+        if totals
+        else None,
         "latency_ms": {
             fn: {"p50": round(_percentile(v, 0.5) * 1000, 2), "p99": round(_percentile(v, 0.99) * 1000, 2), "n": len(v)}
             for fn, v in client.latencies.items()
@@ -177,6 +192,9 @@ async def cmd_bench(args: argparse.Namespace) -> int:
         if process is not None:
             await _wait_listening(int(address.rsplit(":", 1)[1]), process)
         report = await _run(args, address, pid, data_dir)
+    except (BenchError, RuntimeError, OSError) as exc:
+        print(f"smdp: bench: {exc}", file=sys.stderr)
+        return 1
     finally:
         if process is not None:
             process.terminate()
@@ -192,7 +210,9 @@ def _print_report(r: dict[str, Any]) -> None:
     print(f"curve {r['curve']}: {r['sessions']} downloads, concurrency {r['concurrency']}, {r['failures']} failed")
     if r["first_failure"]:
         print(f"  first failure: {r['first_failure']}")
-    print(f"  {r['downloads_per_s']} downloads/s; download p50 {r['download_latency_ms']['p50']} ms, p99 {r['download_latency_ms']['p99']} ms")
+    if r["download_latency_ms"]:
+        latency = r["download_latency_ms"]
+        print(f"  {r['downloads_per_s']} downloads/s; download p50 {latency['p50']} ms, p99 {latency['p99']} ms")
     print(f"  server CPU per download: {r['server_cpu_ms_per_download']} ms")
     for fn, v in r["latency_ms"].items():
         print(f"  {fn:<24} p50 {v['p50']:>8.2f} ms   p99 {v['p99']:>8.2f} ms   (n={v['n']})")

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from smdp.codec import asn1
 from smdp.config import Settings
 from smdp.crypto.sealed import Sealer, load_or_create_master_key
 from smdp.pki.issue import init_pki
@@ -59,6 +61,7 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime:
+    asn1.rsp()  # compile the ASN.1 modules now, not on the first request
     manifest = ensure_pki(settings)
     credentials = load_server_credentials(manifest)
     db = Database(settings.database_url)
@@ -97,8 +100,12 @@ async def serve(settings: Settings, host: str, port: int, extra_addresses: list[
         print(f"smdp: demo profile activation code: {demo}", flush=True)
         print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
     print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # finish in-flight requests, close the database
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
         await runtime.db.dispose()

@@ -3,12 +3,18 @@ with the asn1tools OBJECT IDENTIFIER and sqnInit fixes."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
 
 import asn1tools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from smdp.codec.asn1 import ASN1_DIR, decode_exact, rsp, saip
+from smdp.codec.asn1 import ASN1_DIR, Asn1Error, decode_exact, rsp, saip
 from smdp.codec.tlv import read_tlv, tlv
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -199,6 +205,92 @@ def test_sqn_init_default_means_32_zero_sqns_and_is_omitted_on_encode() -> None:
     assert name == "akaParameter"
     assert decoded["sqnInit"] == [bytes(6)] * 32
     assert saip().encode("ProfileElement", (name, decoded)) == encoded
+
+
+@contextmanager
+def _fails_after(seconds: int) -> Iterator[None]:
+    """Turn a hang into a test failure (asn1tools used to loop forever on some input)."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"decoding did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_wrong_tag_inside_a_sequence_of_is_a_decode_error_not_a_hang() -> None:
+    # EUICCInfo1 whose euiccCiPKIdListForVerification holds a NULL instead of an OCTET STRING.
+    data = bytes.fromhex("BF200B82030202 00A9020500AA00".replace(" ", ""))
+    with _fails_after(5), pytest.raises(asn1tools.DecodeError, match="unexpected tag 0500"):
+        rsp().decode("EUICCInfo1", data)
+
+
+def test_sequence_of_element_running_past_its_end_is_a_decode_error() -> None:
+    # The list 'A9 02' holds '04 03', whose three value bytes lie outside the list.
+    data = bytes.fromhex("BF200E82030202 00A9020403AABBCC AA00".replace(" ", ""))
+    with pytest.raises(asn1tools.DecodeError, match="runs past the end"):
+        rsp().decode("EUICCInfo1", data)
+
+
+def test_invalid_utf8_and_invalid_time_are_decode_errors() -> None:
+    metadata = bytes.fromhex("BF25105A0A00000000000000000000 9100 9200".replace(" ", ""))
+    assert decode_exact(rsp(), "StoreMetadataRequest", metadata)["profileName"] == ""
+    broken_name = bytes.fromhex("BF25115A0A00000000000000000000 9101FF 9200".replace(" ", ""))
+    with pytest.raises(asn1tools.DecodeError, match="serviceProviderName: invalid UTF8String"):
+        decode_exact(rsp(), "StoreMetadataRequest", broken_name)
+    with pytest.raises(asn1tools.DecodeError, match="invalid UTCTime"):
+        rsp().decode("ExpirationDate", bytes.fromhex("17043239D731"))
+
+
+def _authenticate_client_request() -> bytes:
+    info2 = _euicc_info2()
+    context = ("ctxParamsForCommonAuthentication", {
+        "matchingId": "MATCHING-ID-1",
+        "deviceInfo": {"tac": b"\x35\x29\x06\x11", "deviceCapabilities": {}},
+    })
+    signed = {
+        "transactionId": bytes(16), "serverAddress": "smdp.example", "serverChallenge": bytes(16),
+        "euiccInfo2": info2, "ctxParams1": context,
+    }
+    certificate = {
+        "tbsCertificate": {
+            "version": 2, "serialNumber": 1,
+            "signature": {"algorithm": "1.2.840.10045.4.3.2"},
+            "issuer": ("rdnSequence", [[{"type": "2.5.4.3", "value": bytes.fromhex("0C0141")}]]),
+            "validity": {
+                "notBefore": ("utcTime", datetime(2020, 1, 1, tzinfo=timezone.utc)),
+                "notAfter": ("utcTime", datetime(2030, 1, 1, tzinfo=timezone.utc)),
+            },
+            "subject": ("rdnSequence", []),
+            "subjectPublicKeyInfo": {"algorithm": {"algorithm": "1.2.840.10045.2.1"}, "subjectPublicKey": (bytes(65), 520)},
+            "extensions": [{"extnID": "2.5.29.14", "extnValue": bytes.fromhex("0414") + bytes(20)}],
+        },
+        "signatureAlgorithm": {"algorithm": "1.2.840.10045.4.3.2"},
+        "signature": (bytes(70), 560),
+    }
+    response = ("authenticateResponseOk", {
+        "euiccSigned1": signed, "euiccSignature1": bytes(64),
+        "euiccCertificate": certificate, "eumCertificate": certificate,
+    })
+    return rsp().encode("AuthenticateClientRequest", {"transactionId": bytes(16), "authenticateServerResponse": response})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_decoding_a_corrupted_message_either_succeeds_or_raises_an_asn1_error(data: st.DataObject) -> None:
+    message = bytearray(_authenticate_client_request())
+    for _ in range(data.draw(st.integers(1, 3))):
+        message[data.draw(st.integers(0, len(message) - 1))] = data.draw(st.integers(0, 255))
+    with _fails_after(5):
+        try:
+            decode_exact(rsp(), "AuthenticateClientRequest", bytes(message))
+        except Asn1Error:
+            pass
 
 
 def _sgp26_certificates() -> list[Path]:

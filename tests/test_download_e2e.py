@@ -156,3 +156,57 @@ async def test_restarted_server_continues_a_session(tmp_path: Path, pki_manifest
     assert (await _session(state["server"], result.transaction_id)).step == "completed"
     await state["runner"].cleanup()
     await state["server"].db.dispose()
+
+
+async def test_success_bodies_hold_exactly_the_sgp22_keys(server: RunningServer, tmp_path: Path) -> None:
+    """Strict LPAs reject unknown fields: every answer holds the keys of SGP.22 section 6.5.2, no more."""
+    files = require_ts48()
+    await import_profile(server.db, files[0].read_bytes(), matching_id="KEYS-1")
+    client = HookedClient()
+    result = await run_download(open_euicc(tmp_path, server.manifest), f"LPA:1${server.address}$KEYS-1", client)
+    assert result.ok
+    expected = {
+        "initiateAuthentication": {"header", "transactionId", "serverSigned1", "serverSignature1", "euiccCiPKIdToBeUsed", "serverCertificate"},
+        "authenticateClient": {"header", "transactionId", "profileMetadata", "smdpSigned2", "smdpSignature2", "smdpCertificate"},
+        "getBoundProfilePackage": {"header", "transactionId", "boundProfilePackage"},
+    }
+    for function, keys in expected.items():
+        answer = client.received[function]
+        assert set(answer) == keys, function
+        assert answer["header"] == {"functionExecutionStatus": {"status": "Executed-Success"}}
+    assert client.received["handleNotification"] is None  # HTTP 204, no body
+    transaction_id = client.received["initiateAuthentication"]["transactionId"]
+    assert transaction_id == transaction_id.upper() and len(bytes.fromhex(transaction_id)) == 16
+
+    await client.close()
+
+
+async def test_cancel_session_answers_a_header_only_body(server: RunningServer, tmp_path: Path) -> None:
+    from smdp.server import ensure_demo_profile
+
+    code = str(await ensure_demo_profile(server.db, server.address))
+    client = HookedClient()
+    await run_download(open_euicc(tmp_path, server.manifest), code, client, cancel_at="authenticateClient")
+    await client.close()
+    assert client.received["cancelSession"] == {"header": {"functionExecutionStatus": {"status": "Executed-Success"}}}
+
+
+async def test_content_type_with_charset_and_any_v2_protocol_are_accepted(server: RunningServer, tmp_path: Path) -> None:
+    import aiohttp
+
+    from smdp.codec.b64 import b64encode
+    from smdp.lpa import es10
+
+    euicc = open_euicc(tmp_path, server.manifest)
+    body = {
+        "euiccChallenge": b64encode(es10.get_euicc_challenge(euicc)),
+        "euiccInfo1": b64encode(es10.get_euicc_info1(euicc)),
+        "smdpAddress": server.address,
+    }
+    url = f"https://{server.address}/gsma/rsp2/es9plus/initiateAuthentication"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+        for content_type, protocol in [("application/json;charset=UTF-8", "gsma/rsp/v2.1.0"), ("application/json", "gsma/rsp/v2.5.0")]:
+            async with http.post(url, json=body, headers={"Content-Type": content_type, "X-Admin-Protocol": protocol}) as response:
+                answer = await response.json(content_type=None)
+                assert response.status == 200 and answer["header"]["functionExecutionStatus"]["status"] == "Executed-Success"
+                assert response.headers["X-Admin-Protocol"] == protocol

@@ -8,6 +8,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smdp.codec.asn1 import saip
 from smdp.codec.tlv import tlv
@@ -154,6 +156,18 @@ def test_mf_must_directly_follow_the_header() -> None:
     pes[1], pes[2] = pes[2], pes[1]
     with pytest.raises(SaipError, match="PE-MF is PE #2"):
         validate_profile_package(b"".join(pes))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_corrupted_package_either_validates_or_raises_saip_error(data: st.DataObject) -> None:
+    package = bytearray(_DEMO)
+    for _ in range(data.draw(st.integers(1, 3))):
+        package[data.draw(st.integers(0, len(package) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        validate_profile_package(bytes(package))
+    except SaipError:
+        pass
 
 
 def test_saip_error_is_a_value_error() -> None:

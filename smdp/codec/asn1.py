@@ -7,11 +7,14 @@ cache is used: asn1tools' ``cache_dir`` needs the extra ``diskcache`` package an
 stores pickles, and loading pickles from a directory is a code-execution risk for a
 gain of about half a second per process start.
 
-Importing this module, and compiling, correct three asn1tools 0.169 defects that matter
+Importing this module, and compiling, correct four asn1tools 0.169 defects that matter
 here (each is fixed in place and documented at the fix):
 
 * OBJECT IDENTIFIER decoding: OIDs whose first arc is 2 and second arc 40 or more
   (``2.999.10``, the SM-DP+ OID of the GSMA SGP.26 test certificates) decoded wrongly.
+* A wrong tag inside a SEQUENCE OF made the DER decoder loop forever (a one-byte
+  denial of service on anything received); it is now a DecodeError, and so are
+  character strings and times whose bytes are invalid (were UnicodeDecodeError).
 * DEFAULT values kept as written instead of as values of the component's type: named
   numbers (SGP.22 ``profileClass DEFAULT operational``) and SAIP's ``sqnInit``, whose
   DEFAULT is one OCTET STRING for a SEQUENCE OF. Decoded values had the wrong type and
@@ -23,18 +26,19 @@ here (each is fixed in place and documented at the fix):
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asn1tools
+from asn1tools.codecs import DecodeError as _CodecDecodeError
 from asn1tools.codecs import ber as _ber
 from asn1tools.codecs import der as _der
 
 __all__ = ["ASN1_DIR", "Asn1Error", "decode_exact", "rsp", "saip"]
 
 #: The repository's ASN.1 modules (the project is installed in editable mode).
-ASN1_DIR: Path = Path(__file__).resolve().parents[2] / "asn1"
+ASN1_DIR: Path = Path(__file__).parent.parent / "asn1"  # smdp/asn1 -> ../asn1, copied into wheels
 
 RSP_FILES = ("rsp.asn", "pkix.asn")
 SAIP_FILES = ("saip.asn",)
@@ -54,7 +58,7 @@ Asn1Error = asn1tools.Error
 
 def _decode_object_identifier(data: bytes | bytearray, offset: int, end_offset: int) -> str:
     if end_offset <= offset:
-        raise asn1tools.DecodeError("OBJECT IDENTIFIER with empty contents")
+        raise _CodecDecodeError("OBJECT IDENTIFIER with empty contents", offset=offset)
     arcs: list[int] = []
     value = 0
     for position in range(offset, end_offset):
@@ -69,14 +73,67 @@ def _decode_object_identifier(data: bytes | bytearray, offset: int, end_offset: 
             arcs.append(value)
         value = 0
     if data[end_offset - 1] & 0x80:
-        raise asn1tools.DecodeError("OBJECT IDENTIFIER ends inside a subidentifier")
+        raise _CodecDecodeError("OBJECT IDENTIFIER ends inside a subidentifier", offset=offset)
     return ".".join(str(arc) for arc in arcs)
 
 
 _ber.decode_object_identifier = _decode_object_identifier
 
 
-# --- asn1tools fix 2: DEFAULT values it keeps in the wrong Python type --------------
+# --- asn1tools fix 2: SEQUENCE OF / SET OF decoding that never ends ----------------
+#
+# When an element inside a SEQUENCE OF carried an unexpected tag, asn1tools' DER decoder
+# got "tag mismatch" back without progress and looped forever, appending to a list: one
+# wrong byte in a received message hung the process and exhausted memory. It also let an
+# element run past the end of the SEQUENCE OF. Both are now decoding errors.
+
+
+def _decode_array_content(
+    self: Any, data: bytearray, offset: int, length: int
+) -> tuple[list[Any], int]:
+    end = offset + length
+    decoded = []
+    while offset < end:
+        element, next_offset = self.element_type.decode(data, offset)
+        if element is _ber.TAG_MISMATCH:
+            raise _CodecDecodeError(
+                f"{self.name}: unexpected tag {data[offset:offset + 2].hex().upper()} "
+                f"for an element of {self.type_name}",
+                offset=offset,
+            )
+        if next_offset > end:
+            raise _CodecDecodeError(
+                f"{self.name}: element runs past the end of its {self.type_name}", offset=offset
+            )
+        decoded.append(element)
+        offset = next_offset
+    return decoded, offset
+
+
+_der.ArrayType.decode_content = _decode_array_content
+
+# Likewise character strings and times whose bytes are not valid text (or not a valid
+# time) escaped as UnicodeDecodeError or ValueError instead of a DecodeError.
+
+
+def _text_errors_as_decode_errors(decode_content: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(decode_content)
+    def checked(self: Any, data: bytearray, offset: int, length: int) -> Any:
+        try:
+            return decode_content(self, data, offset, length)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
+            raise _CodecDecodeError(
+                f"{self.name}: invalid {self.type_name}: {exc}", offset=offset
+            ) from None
+
+    return checked
+
+
+for _text_type in (_der.StringType, _der.UTCTime, _der.GeneralizedTime):
+    _text_type.decode_content = _text_errors_as_decode_errors(_text_type.decode_content)
+
+
+# --- asn1tools fix 3: DEFAULT values it keeps in the wrong Python type --------------
 #
 # asn1tools stores a DEFAULT as written instead of as a value of the component's type,
 # and then both decodes to it and compares against it when encoding (DER omits a
@@ -115,7 +172,7 @@ def _fix_default(member: Any, named: dict[tuple[str, str], dict[str, int]]) -> N
         member.default = numbers[member.default]
 
 
-# --- asn1tools fix 3: implicit tags on tagged CHOICE types ------------------------
+# --- asn1tools fix 4: implicit tags on tagged CHOICE types ------------------------
 #
 # In an AUTOMATIC or IMPLICIT TAGS module a tag written on (or automatically given to)
 # a reference to an already tagged CHOICE type is implicit: it replaces that type's tag

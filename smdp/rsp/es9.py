@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smdp.codec import asn1, b64
-from smdp.codec.tlv import TlvError, read_tlv, tlv
+from smdp.codec.tlv import TlvError, iter_tlvs, read_tlv, tlv
 from smdp.crypto import ecdsa
 from smdp.pki import verify as pki
 from smdp.pki.store import ServerChain, ServerCredentials
@@ -148,8 +148,8 @@ def _load_certificate(der: bytes, code: StatusCode, what: str) -> x509.Certifica
         raise RspError(code, f"{what} is not a valid X.509 certificate: {exc}") from None
 
 
-def _split_signed_response(der: bytes, outer_tag: int, field: str, count: int) -> list[bytes]:
-    """The raw TLVs inside ``outer_tag { [0] { ... } }`` (the Ok alternative), in order."""
+def split_signed_response(der: bytes, outer_tag: int, field: str, tags: tuple[int, ...]) -> list[bytes]:
+    """The raw TLVs inside ``outer_tag { [0] { ... } }`` (the Ok alternative), which must be ``tags``."""
     try:
         outer = read_tlv(der)
         if outer.tag != outer_tag:
@@ -158,22 +158,21 @@ def _split_signed_response(der: bytes, outer_tag: int, field: str, count: int) -
         if ok.tag != 0xA0:  # the Error alternative is an INTEGER with another tag
             decoded = fields.decode(_TYPE_OF[outer_tag], der, field)
             raise RspError(INVALID_INPUT, f"{field} reports an eUICC error: {decoded[0]} {decoded[1]}")
-        parts, offset = [], 0
-        while offset < len(ok.value) and len(parts) < count:
-            element = read_tlv(ok.value, offset)
-            parts.append(element.raw)
-            offset = element.end
+        parts = list(iter_tlvs(ok.value))
     except TlvError as exc:
         raise RspError(INVALID_INPUT, f"{field} is not DER: {exc}") from None
-    if len(parts) != count:
-        raise RspError(INVALID_INPUT, f"{field} is incomplete")
-    return parts
+    if [p.tag for p in parts] != list(tags):
+        found = " ".join(f"{p.tag:X}" for p in parts)
+        raise RspError(INVALID_INPUT, f"{field} holds [{found}], expected [{' '.join(f'{t:X}' for t in tags)}]")
+    return [p.raw for p in parts]
 
 
+SIGNED_AND_CERTIFICATES = (0x30, TAG_SIGNATURE, 0x30, 0x30)
+SIGNED = (0x30, TAG_SIGNATURE)
 _TYPE_OF = {0xBF38: "AuthenticateServerResponse", 0xBF21: "PrepareDownloadResponse", 0xBF41: "CancelSessionResponse"}
 
 
-def _check_transaction(signed_transaction_id: bytes, session: SessionKeyValues) -> None:
+def check_transaction(signed_transaction_id: bytes, session: SessionKeyValues) -> None:
     if signed_transaction_id.hex().upper() != session.transaction_id:
         raise RspError(TRANSACTION_ID_UNKNOWN, "the signed transactionId is not this session's")
 
@@ -183,9 +182,9 @@ def verify_authenticate_client(
 ) -> AuthenticatedEuicc:
     """ES9+.AuthenticateClient checks (SGP.22 section 5.6.2), certificates first, then euiccSignature1."""
     der = fields.required_der(body, "authenticateServerResponse")
-    decoded = fields.decode("AuthenticateServerResponse", der, "authenticateServerResponse")
-    signed1, signature1, euicc_der, eum_der = _split_signed_response(der, 0xBF38, "authenticateServerResponse", 4)
-    _name, ok = decoded
+    signed1, signature1, euicc_der, eum_der = split_signed_response(der, 0xBF38, "authenticateServerResponse", SIGNED_AND_CERTIFICATES)
+    # The certificates are parsed by cryptography below; decoding them with asn1tools too costs milliseconds.
+    euicc_signed1 = fields.decode("EuiccSigned1", signed1, "euiccSigned1")
     euicc_cert = _load_certificate(euicc_der, EUICC_CERTIFICATE_INVALID, "euiccCertificate")
     eum_cert = _load_certificate(eum_der, EUM_CERTIFICATE_INVALID, "eumCertificate")
     try:
@@ -197,8 +196,7 @@ def verify_authenticate_client(
         ecdsa.verify(identity.public_key, signed1, read_tlv(signature1).value)
     except InvalidSignature:
         raise RspError(EUICC_SIGNATURE_INVALID, "euiccSignature1 does not verify") from None
-    euicc_signed1 = ok["euiccSigned1"]
-    _check_transaction(euicc_signed1["transactionId"], session)
+    check_transaction(euicc_signed1["transactionId"], session)
     if euicc_signed1["serverChallenge"] != session.server_challenge:
         raise RspError(EUICC_SIGNATURE_INVALID, "serverChallenge does not match")
     if normalize_address(euicc_signed1["serverAddress"]) != normalize_address(session.smdp_address):
@@ -264,13 +262,13 @@ def verify_prepare_download(
     """ES9+.GetBoundProfilePackage checks (SGP.22 section 5.6.3): euiccSignature2 over euiccSigned2 || smdpSignature2."""
     der = fields.required_der(body, "prepareDownloadResponse")
     decoded = fields.decode("PrepareDownloadResponse", der, "prepareDownloadResponse")
-    signed2, signature2 = _split_signed_response(der, 0xBF21, "prepareDownloadResponse", 2)
+    signed2, signature2 = split_signed_response(der, 0xBF21, "prepareDownloadResponse", SIGNED)
     try:
         ecdsa.verify(euicc_public_key, signed2 + smdp_signature2, read_tlv(signature2).value)
     except InvalidSignature:
         raise RspError(EUICC_SIGNATURE_INVALID, "euiccSignature2 does not verify") from None
     euicc_signed2 = decoded[1]["euiccSigned2"]
-    _check_transaction(euicc_signed2["transactionId"], session)
+    check_transaction(euicc_signed2["transactionId"], session)
     return PreparedDownload(euicc_otpk=euicc_signed2["euiccOtpk"], hash_cc=euicc_signed2.get("hashCc"))
 
 

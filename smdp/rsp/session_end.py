@@ -18,7 +18,7 @@ from smdp.crypto import ecdsa
 from smdp.pki import verify as pki
 from smdp.profiles.saip import decode_iccid
 from smdp.rsp import fields
-from smdp.rsp.es9 import SessionKeyValues, _check_transaction, _split_signed_response
+from smdp.rsp.es9 import SIGNED, SessionKeyValues, check_transaction, split_signed_response
 from smdp.rsp.status import EUICC_SIGNATURE_INVALID, INVALID_INPUT, INVALID_SMDP_OID, RspError
 
 # NotificationEvent BIT STRING (SGP.22 section 2.4.4 / 5.7.x): bit 0 install ... bit 3 delete
@@ -136,13 +136,13 @@ def verify_cancel_session(
     """ES9+.CancelSession (SGP.22 5.6.5): returns the CancelSessionReason the eUICC signed."""
     der = fields.required_der(body, "cancelSessionResponse")
     decoded = fields.decode("CancelSessionResponse", der, "cancelSessionResponse")
-    signed, signature = _split_signed_response(der, 0xBF41, "cancelSessionResponse", 2)
+    signed, signature = split_signed_response(der, 0xBF41, "cancelSessionResponse", SIGNED)
     try:
         ecdsa.verify(euicc_public_key, signed, read_tlv(signature).value)
     except InvalidSignature:
         raise RspError(EUICC_SIGNATURE_INVALID, "euiccCancelSessionSignature does not verify") from None
     cancel = decoded[1]["euiccCancelSessionSigned"]
-    _check_transaction(cancel["transactionId"], session)
+    check_transaction(cancel["transactionId"], session)
     if cancel["smdpOid"] != smdp_oid:
         raise RspError(INVALID_SMDP_OID, f"smdpOid {cancel['smdpOid']} is not {smdp_oid}")
     return int(cancel["reason"])

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography import x509
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.crypto import ecdsa
 from smdp.crypto.cc import confirmation_code_hash_from_digest
@@ -80,27 +83,30 @@ class DownloadService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    async def _session(self, transaction_id: str, steps: tuple[SessionStep, ...]) -> DownloadSession:
-        async with self.db.transaction() as db:
-            row = await repo.session_by_transaction_id(db, transaction_id)
-        if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < _now():
-            raise RspError(TRANSACTION_ID_UNKNOWN)
-        return row
+    @asynccontextmanager
+    async def _step(
+        self, transaction_id: str, steps: tuple[SessionStep, ...]
+    ) -> AsyncIterator[tuple[AsyncSession, DownloadSession]]:
+        """One ES9+ call on one session, in one transaction with the session row locked.
 
-    async def _locked_session(self, db: Any, transaction_id: str, step: SessionStep) -> DownloadSession:
-        row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
-        if row is None or row.step != step.value:
-            raise RspError(TRANSACTION_ID_UNKNOWN, "the session moved on concurrently")
-        return row
-
-    async def _fail(self, transaction_id: str, error: RspError) -> None:
+        An RspError raised inside marks the session failed and is re-raised after the commit, so that
+        what the failure changed (the session, a confirmation-code counter) is kept; anything else
+        rolls back."""
+        error: RspError | None = None
         async with self.db.transaction() as db:
             row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
-            if row is not None and row.step not in (SessionStep.COMPLETED.value, SessionStep.CANCELLED.value):
+            if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < _now():
+                raise RspError(TRANSACTION_ID_UNKNOWN)
+            try:
+                yield db, row
+            except RspError as exc:
+                error = exc
                 row.step = SessionStep.FAILED.value
-                row.status_code = f"{error.code.subject_code}/{error.code.reason_code}"
-                repo.touch(row)
-                await repo.save(db, row)
+                row.status_code = f"{exc.code.subject_code}/{exc.code.reason_code}"
+            repo.touch(row)
+            await repo.save(db, row)
+        if error is not None:
+            raise error
 
     # --- ES9+ functions ------------------------------------------------------------------------------
 
@@ -124,35 +130,25 @@ class DownloadService:
         return initiated.response
 
     async def authenticate_client(self, body: dict[str, Any]) -> dict[str, Any]:
-        transaction_id = read_transaction_id(body)
-        row = await self._session(transaction_id, (SessionStep.INITIATED,))
-        try:
+        async with self._step(read_transaction_id(body), (SessionStep.INITIATED,)) as (db, row):
             euicc = es9.verify_authenticate_client(body, _key_values(row), self.trusted_cis, _now())
-            async with self.db.transaction() as db:
-                row = await self._locked_session(db, transaction_id, SessionStep.INITIATED)
-                profile = await self._select_profile(db, euicc)
-                chain = self.credentials.chain_for(row.ci_pkid)
-                assert chain is not None  # chosen by initiateAuthentication from the same credentials
-                retry = profile.last_euicc_otpk if profile.eid == euicc.eid else None
-                offer = es9.authenticate_client_response(
-                    transaction_id=transaction_id,
-                    chain=chain,
-                    euicc_signature1=euicc.euicc_signature1,
-                    store_metadata=_store_metadata(profile, row),
-                    cc_required=profile.cc_hash is not None,
-                    bpp_euicc_otpk=retry,
-                )
-                row.eid = euicc.eid
-                row.euicc_certificate = euicc.euicc_certificate
-                row.profile_id = profile.id
-                row.matching_id = euicc.matching_id or None
-                row.smdp_signature2 = offer.smdp_signature2
-                row.step = SessionStep.AUTHENTICATED.value
-                repo.touch(row)
-                await repo.save(db, row)
-        except RspError as error:
-            await self._fail(transaction_id, error)
-            raise
+            profile = await self._select_profile(db, euicc)
+            chain = self.credentials.chain_for(row.ci_pkid)
+            assert chain is not None  # chosen by initiateAuthentication from the same credentials
+            offer = es9.authenticate_client_response(
+                transaction_id=row.transaction_id,
+                chain=chain,
+                euicc_signature1=euicc.euicc_signature1,
+                store_metadata=_store_metadata(profile, row),
+                cc_required=profile.cc_hash is not None,
+                bpp_euicc_otpk=profile.last_euicc_otpk if profile.eid == euicc.eid else None,
+            )
+            row.eid = euicc.eid
+            row.euicc_certificate = euicc.euicc_certificate
+            row.profile_id = profile.id
+            row.matching_id = euicc.matching_id or None
+            row.smdp_signature2 = offer.smdp_signature2
+            row.step = SessionStep.AUTHENTICATED.value
         return offer.response
 
     async def _select_profile(self, db: Any, euicc: es9.AuthenticatedEuicc) -> Profile:
@@ -189,47 +185,34 @@ class DownloadService:
             raise RspError(PROFILE_NOT_RELEASED, f"profile is {profile.state}")
 
     async def get_bound_profile_package(self, body: dict[str, Any]) -> dict[str, Any]:
-        transaction_id = read_transaction_id(body)
-        row = await self._session(transaction_id, (SessionStep.AUTHENTICATED,))
-        assert row.euicc_certificate is not None and row.smdp_signature2 is not None and row.eid is not None
-        public_key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
-        deferred: RspError | None = None
-        try:
+        async with self._step(read_transaction_id(body), (SessionStep.AUTHENTICATED,)) as (db, row):
+            assert row.euicc_certificate is not None and row.smdp_signature2 is not None and row.eid is not None
+            public_key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
             prepared = es9.verify_prepare_download(body, _key_values(row), public_key, row.smdp_signature2)  # type: ignore[arg-type]
-            async with self.db.transaction() as db:
-                row = await self._locked_session(db, transaction_id, SessionStep.AUTHENTICATED)
-                assert row.profile_id is not None and row.eid is not None
-                profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
-                assert profile is not None
-                deferred = self._check_confirmation_code(profile, prepared.hash_cc, transaction_id)
-                if deferred is not None:  # the failure count must be committed before answering
-                    await repo.save(db, profile)
-                else:
-                    self._check_downloadable(profile, row.eid)
-                    bpp = self._bind(profile, row, prepared.euicc_otpk)
-                    await repo.save(db, profile)
-                    await repo.save(db, row)
-        except RspError as error:
-            await self._fail(transaction_id, error)
-            raise
-        if deferred is not None:
-            await self._fail(transaction_id, deferred)
-            raise deferred
-        return {"transactionId": transaction_id, "boundProfilePackage": bpp}
+            assert row.profile_id is not None
+            profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
+            assert profile is not None
+            try:
+                self._check_confirmation_code(profile, prepared.hash_cc, row.transaction_id)
+            finally:  # a wrong code counts even though the call fails
+                await repo.save(db, profile)
+            self._check_downloadable(profile, row.eid)
+            bpp = self._bind(profile, row, prepared.euicc_otpk)
+            await repo.save(db, profile)
+        return {"transactionId": row.transaction_id, "boundProfilePackage": bpp}
 
     @staticmethod
-    def _check_confirmation_code(profile: Profile, hash_cc: bytes | None, transaction_id: str) -> RspError | None:
+    def _check_confirmation_code(profile: Profile, hash_cc: bytes | None, transaction_id: str) -> None:
         if profile.cc_hash is None:
-            return None
+            return
         if hash_cc is None:
-            return RspError(CONFIRMATION_CODE_MISSING)
+            raise RspError(CONFIRMATION_CODE_MISSING)
         if hash_cc != confirmation_code_hash_from_digest(profile.cc_hash, bytes.fromhex(transaction_id)):
             profile.cc_failures += 1
             repo.touch(profile)
             if profile.cc_failures >= CC_MAX_FAILURES:
-                return RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
-            return RspError(CONFIRMATION_CODE_REFUSED)
-        return None
+                raise RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
+            raise RspError(CONFIRMATION_CODE_REFUSED)
 
     def _bind(self, profile: Profile, row: DownloadSession, euicc_otpk: bytes) -> str:
         """Build the BPP; reuse otSK.DP if the eUICC presents the otPK of the last attempt (SGP.22 3.1.3.3)."""
@@ -263,22 +246,24 @@ class DownloadService:
         return b64.b64encode(bpp.der)
 
     async def handle_notification(self, body: dict[str, Any]) -> None:
+        """Verify and record a notification; an installation result also settles its session and profile.
+
+        A notification that fails verification changes nothing (it may not come from the eUICC)."""
         notification = session_end.parse_pending_notification(body)
-        if notification.kind == "profileInstallationResult":
-            assert notification.transaction_id is not None
-            row = await self._session(
-                notification.transaction_id,
-                (SessionStep.BPP_DELIVERED, SessionStep.AUTHENTICATED, SessionStep.COMPLETED, SessionStep.FAILED),
-            )
-            assert row.euicc_certificate is not None and row.eid is not None
-            key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
-            session_end.verify_notification_signature(notification, key)  # type: ignore[arg-type]
-            eid = row.eid
-        else:
-            identity = session_end.other_notification_signer(notification, self.trusted_cis, _now())
-            session_end.verify_notification_signature(notification, identity.public_key)
-            eid = identity.eid
         async with self.db.transaction() as db:
+            row = None
+            if notification.kind == "profileInstallationResult":
+                assert notification.transaction_id is not None
+                row = await repo.session_by_transaction_id(db, notification.transaction_id, for_update=True)
+                if row is None or row.euicc_certificate is None or row.eid is None:
+                    raise RspError(TRANSACTION_ID_UNKNOWN)
+                key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
+                session_end.verify_notification_signature(notification, key)  # type: ignore[arg-type]
+                eid = row.eid
+            else:
+                identity = session_end.other_notification_signer(notification, self.trusted_cis, _now())
+                session_end.verify_notification_signature(notification, identity.public_key)
+                eid = identity.eid
             fresh = await repo.record_notification(
                 db,
                 Notification(
@@ -293,48 +278,43 @@ class DownloadService:
                     der=notification.signed,
                 ),
             )
-            if fresh and notification.kind == "profileInstallationResult":
-                await self._installation_result(db, notification)
+            if fresh and row is not None:
+                await self._installation_result(db, row, bool(notification.success))
         log.info("notification %s seq %s from %s recorded=%s", notification.event, notification.seq_number, eid, fresh)
 
-    async def _installation_result(self, db: Any, notification: session_end.PendingNotification) -> None:
-        assert notification.transaction_id is not None
-        row = await repo.session_by_transaction_id(db, notification.transaction_id, for_update=True)
-        if row is None or row.profile_id is None:
-            return
-        profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
-        row.step = SessionStep.COMPLETED.value if notification.success else SessionStep.FAILED.value
+    async def _installation_result(self, db: AsyncSession, row: DownloadSession, success: bool) -> None:
+        row.step = SessionStep.COMPLETED.value if success else SessionStep.FAILED.value
         repo.touch(row)
         await repo.save(db, row)
+        profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
         if profile is None:
             return
-        if notification.success:  # no retry any more: drop the one-time key material
+        if success:  # no retry any more: drop the one-time key material
             profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
         if not profile.reusable:
             # A failed installation leaves the order downloadable again by the same eUICC (download retry).
-            profile.state = ProfileState.INSTALLED.value if notification.success else ProfileState.RELEASED.value
+            profile.state = ProfileState.INSTALLED.value if success else ProfileState.RELEASED.value
         repo.touch(profile)
         await repo.save(db, profile)
 
     async def cancel_session(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ES9+.CancelSession; a refused cancel (bad signature, wrong OID) changes nothing."""
         transaction_id = read_transaction_id(body)
-        row = await self._session(transaction_id, (SessionStep.AUTHENTICATED, SessionStep.BPP_DELIVERED))
-        assert row.euicc_certificate is not None
-        key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
-        reason = session_end.verify_cancel_session(body, _key_values(row), key, self.credentials.smdp_oid)  # type: ignore[arg-type]
+        live = (SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value)
         async with self.db.transaction() as db:
             row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
-            assert row is not None
-            if row.step in (SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value):
-                delivered = row.step == SessionStep.BPP_DELIVERED.value
-                row.step = SessionStep.CANCELLED.value
-                row.status_code = f"cancelled:{reason}"
-                repo.touch(row)
-                await repo.save(db, row)
-                if delivered and row.profile_id is not None:
-                    profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
-                    if profile is not None and profile.state == ProfileState.DOWNLOADED.value:
-                        profile.state = ProfileState.RELEASED.value  # SGP.22 5.6.5: available again
-                        repo.touch(profile)
-                        await repo.save(db, profile)
+            if row is None or row.step not in live or row.euicc_certificate is None or _aware(row.expires_at) < _now():
+                raise RspError(TRANSACTION_ID_UNKNOWN)
+            key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
+            reason = session_end.verify_cancel_session(body, _key_values(row), key, self.credentials.smdp_oid)  # type: ignore[arg-type]
+            delivered = row.step == SessionStep.BPP_DELIVERED.value
+            row.step = SessionStep.CANCELLED.value
+            row.status_code = f"cancelled:{reason}"
+            repo.touch(row)
+            await repo.save(db, row)
+            profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
+            if delivered and profile is not None and profile.state == ProfileState.DOWNLOADED.value:
+                profile.state = ProfileState.RELEASED.value  # SGP.22 5.6.5: the order is available again
+                repo.touch(profile)
+                await repo.save(db, profile)
         return {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -73,17 +73,12 @@ async def save(db: AsyncSession, row: Profile | DownloadSession | Notification) 
 
 
 async def record_notification(db: AsyncSession, notification: Notification) -> bool:
-    """Store a notification once; False if the same signed notification was already recorded."""
-    existing = (await db.exec(select(Notification.id).where(Notification.digest == notification.digest))).first()
-    if existing is not None:
-        return False
-    try:
-        async with db.begin_nested():
-            db.add(notification)
-            await db.flush()
-    except IntegrityError:  # a concurrent delivery of the same notification won the race
-        return False
-    return True
+    """Store a notification once (one INSERT ... ON CONFLICT DO NOTHING on its digest); False if the
+    same signed notification was recorded before, by this or a concurrent delivery."""
+    insert = postgresql.insert if db.bind.dialect.name == "postgresql" else sqlite.insert
+    values = notification.model_dump(exclude={"id"})
+    result = await db.exec(insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["digest"]))  # type: ignore[call-overload]
+    return bool(result.rowcount)
 
 
 async def notifications(db: AsyncSession, *, eid: str | None = None) -> list[Notification]:
