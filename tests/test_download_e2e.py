@@ -210,3 +210,26 @@ async def test_content_type_with_charset_and_any_v2_protocol_are_accepted(server
                 answer = await response.json(content_type=None)
                 assert response.status == 200 and answer["header"]["functionExecutionStatus"]["status"] == "Executed-Success"
                 assert response.headers["X-Admin-Protocol"] == protocol
+
+
+async def test_enable_disable_delete_notifications_are_verified_and_recorded(server: RunningServer, tmp_path: Path) -> None:
+    from smdp.lpa import es10
+    from smdp.lpa.download import process_notifications
+    from smdp.server import ensure_demo_profile
+
+    code = str(await ensure_demo_profile(server.db, server.address))
+    euicc = open_euicc(tmp_path, server.manifest)
+    result = await run_download(euicc, code)
+    assert result.ok
+    es10.enable_profile(euicc, result.iccid)
+    es10.disable_profile(euicc, result.iccid)
+    es10.delete_profile(euicc, result.iccid)
+    async with HookedClient() as client:
+        deliveries = await process_notifications(euicc, client)
+        assert [(d.event, d.delivered) for d in deliveries] == [("enable", True), ("disable", True), ("delete", True)]
+        assert es10.list_notifications(euicc) == []
+        # a retried delivery of the same notification is accepted (204) and recorded once
+        assert await client.call(server.address, "handleNotification", client.sent["handleNotification"]) is None
+    async with server.db.transaction() as db:
+        events = [(n.event, n.eid, n.iccid) for n in (await db.exec(select(Notification).order_by(Notification.id))).all()]
+    assert events == [(e, euicc.eid, result.iccid) for e in ("install", "enable", "disable", "delete")]

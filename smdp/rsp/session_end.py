@@ -18,19 +18,14 @@ from smdp.crypto import ecdsa
 from smdp.pki import verify as pki
 from smdp.profiles.saip import decode_iccid
 from smdp.rsp import fields
+from smdp.rsp.metadata import EVENT_BITS, bit_names
 from smdp.rsp.es9 import SIGNED, SessionKeyValues, check_transaction, split_signed_response
 from smdp.rsp.status import EUICC_SIGNATURE_INVALID, INVALID_INPUT, INVALID_SMDP_OID, RspError
 
-# NotificationEvent BIT STRING (SGP.22 section 2.4.4 / 5.7.x): bit 0 install ... bit 3 delete
-_EVENTS = ("install", "enable", "disable", "delete")
-
-
 def notification_event(bits: tuple[bytes, int]) -> str:
-    data, length = bits
-    for index, name in enumerate(_EVENTS):
-        if index < length and data and data[index // 8] & (0x80 >> (index % 8)):
-            return name
-    return "unknown"
+    """The operation a NotificationEvent BIT STRING names (one bit set: install, enable, ...)."""
+    names = bit_names(bits, EVENT_BITS)
+    return names[0] if names else "unknown"
 
 
 @dataclass(frozen=True)
@@ -42,11 +37,11 @@ class PendingNotification:
     event: str
     iccid: str | None
     notification_address: str
-    transaction_id: str | None
-    smdp_oid: str | None
-    final_result: tuple[str, dict[str, Any]] | None
     signed: bytes
     signature: bytes
+    transaction_id: str | None = None
+    smdp_oid: str | None = None
+    final_result: tuple[str, dict[str, Any]] | None = None
     euicc_certificate: bytes | None = None
     eum_certificate: bytes | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -75,32 +70,16 @@ def parse_pending_notification(body: dict[str, Any]) -> PendingNotification:
         seq, event, iccid, address = _metadata(data["notificationMetadata"])
         result_kind, result = data["finalResult"]
         return PendingNotification(
-            kind=kind,
-            seq_number=seq,
-            event=event,
-            iccid=iccid,
-            notification_address=address,
+            kind, seq, event, iccid, address, signed=parts[0], signature=read_tlv(parts[1]).value,
             transaction_id=data["transactionId"].hex().upper(),
             smdp_oid=data.get("smdpOid"),
             final_result=(result_kind, result),
-            signed=parts[0],
-            signature=read_tlv(parts[1]).value,
             detail=_result_detail(result_kind, result),
         )
     seq, event, iccid, address = _metadata(value["tbsOtherNotification"])
     return PendingNotification(
-        kind=kind,
-        seq_number=seq,
-        event=event,
-        iccid=iccid,
-        notification_address=address,
-        transaction_id=None,
-        smdp_oid=None,
-        final_result=None,
-        signed=parts[0],
-        signature=read_tlv(parts[1]).value,
-        euicc_certificate=parts[2],
-        eum_certificate=parts[3],
+        kind, seq, event, iccid, address, signed=parts[0], signature=read_tlv(parts[1]).value,
+        euicc_certificate=parts[2], eum_certificate=parts[3],
     )
 
 
