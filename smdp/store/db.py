@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from smdp.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from smdp.store import catalog, orders, tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 

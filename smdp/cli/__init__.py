@@ -25,11 +25,11 @@ class CliError(Exception):
     """A user-facing error: printed as ``smdp: <message>`` with exit status 1."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     return load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
 
 
-def _print(args: argparse.Namespace, value: Any, text: str) -> None:
+def print_result(args: argparse.Namespace, value: Any, text: str) -> None:
     print(json.dumps(value, indent=None if args.json else 2) if args.json else text)
 
 
@@ -40,7 +40,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from smdp.server import serve
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    await serve(_settings(args), args.host, args.port, args.address)
+    await serve(settings_of(args), args.host, args.port, args.address)
     return 0
 
 
@@ -50,7 +50,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 async def cmd_pki_init(args: argparse.Namespace) -> int:
     from smdp.pki.issue import init_pki
 
-    directory = Path(args.dir) if args.dir else _settings(args).certs_dir
+    directory = Path(args.dir) if args.dir else settings_of(args).certs_dir
     manifest = init_pki(directory, overwrite=args.force)
     print(f"test PKI (NIST P-256 and brainpoolP256r1) written; manifest: {manifest}")
     return 0
@@ -62,7 +62,7 @@ async def cmd_pki_init(args: argparse.Namespace) -> int:
 async def _database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from smdp.store.db import Database
 
-    db = Database(_settings(args).database_url)
+    db = Database(settings_of(args).database_url)
     await db.create_all()
     return db
 
@@ -107,7 +107,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
         text += f", matching ID {imported.matching_id}"
     if imported.eid:
         text += f", bound to EID {imported.eid}"
-    _print(args, result, text)
+    print_result(args, result, text)
     return 0
 
 
@@ -120,78 +120,14 @@ async def cmd_profile_list(args: argparse.Namespace) -> int:
     finally:
         await db.dispose()
     lines = [f"{r['iccid']:<20} {r['state']:<11} {r['matchingId'] or '-':<24} {r['eid'] or '-'}" for r in rows]
-    _print(args, rows, "\n".join(lines) or "no profiles")
+    print_result(args, rows, "\n".join(lines) or "no profiles")
     return 0
-
-
-# --- lpa (the test LPA and the virtual eUICC) ------------------------------------------------------
-
-
-def _euicc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from smdp.euicc.euicc import VirtualEuicc
-
-    settings = _settings(args)
-    path = Path(args.euicc) if args.euicc else settings.euicc_dir / f"{args.curve}.json"
-    if not path.exists() and not settings.pki_manifest.exists():
-        raise CliError(f"no PKI manifest at {settings.pki_manifest}: run `smdp serve` or `smdp pki init` first")
-    return VirtualEuicc.open(path, manifest=settings.pki_manifest, curve=args.curve)
-
-
-def _es9_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from smdp.lpa.es9client import Es9Client
-    from smdp.pki.store import load_server_credentials
-
-    if args.insecure:
-        return Es9Client(insecure=True)
-    if args.ca:
-        return Es9Client(ca_file=Path(args.ca))
-    manifest = _settings(args).pki_manifest
-    ca = load_server_credentials(manifest).tls_ca_cert_path if manifest.exists() else None
-    return Es9Client(ca_file=ca)
-
-
-async def cmd_lpa_download(args: argparse.Namespace) -> int:
-    from smdp.lpa.download import download
-
-    euicc = _euicc(args)
-    async with _es9_client(args) as client:
-        result = await download(
-            euicc, args.activation_code, confirmation_code=args.confirmation_code, client=client, cancel_at=args.cancel_at
-        )
-    print(json.dumps(result.to_json(), indent=2))
-    return 0 if result.ok else 1
-
-
-async def cmd_lpa_list(args: argparse.Namespace) -> int:
-    rows = [
-        {"iccid": p.iccid, "state": p.state, "name": p.profile_name, "serviceProvider": p.service_provider_name}
-        for p in _euicc(args).installed_profiles()
-    ]
-    lines = [f"{r['iccid']:<20} {r['state']:<9} {r['name']}" for r in rows]
-    _print(args, rows, "\n".join(lines) or "no profiles installed")
-    return 0
-
-
-async def cmd_lpa_notifications(args: argparse.Namespace) -> int:
-    from smdp.lpa import es10
-    from smdp.lpa.download import process_notifications
-
-    euicc = _euicc(args)
-    if not args.send:
-        rows = [{"seqNumber": n.seq_number, "event": n.event, "address": n.address, "iccid": n.iccid} for n in es10.list_notifications(euicc)]
-        _print(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {r['iccid'] or '-':<20} {r['address']}" for r in rows) or "no pending notifications")
-        return 0
-    async with _es9_client(args) as client:
-        deliveries = await process_notifications(euicc, client)
-    rows = [{"seqNumber": d.seq_number, "event": d.event, "delivered": d.delivered, "error": d.error} for d in deliveries]
-    _print(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {'delivered' if r['delivered'] else r['error']}" for r in rows) or "nothing to send")
-    return 0 if all(d.delivered for d in deliveries) else 1
 
 
 # --- parser ----------------------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, *, database: bool = False, json_output: bool = False) -> None:
+def common_options(parser: argparse.ArgumentParser, *, database: bool = False, json_output: bool = False) -> None:
     parser.add_argument("--data-dir", help="state directory (default: $SMDP_DATA_DIR or ~/.local/share/smdp)")
     parser.add_argument("--pki", help="PKI manifest (TOML) to use instead of the generated test PKI")
     if database:
@@ -205,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the SM-DP+ (ES9+ over HTTPS)")
-    _common(serve, database=True)
+    common_options(serve, database=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--address", action="append", default=[], help="another SM-DP+ address LPAs may use (host[:port])")
@@ -214,14 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pki = sub.add_parser("pki", help="test PKI").add_subparsers(dest="pki_command", required=True)
     init = pki.add_parser("init", help="create a test PKI (CI, EUM, eUICC, DPauth, DPpb, DPtls; NIST and brainpool)")
-    _common(init)
+    common_options(init)
     init.add_argument("--dir", help="where to write it (default: DATA_DIR/certs)")
     init.add_argument("--force", action="store_true", help="overwrite an existing PKI")
     init.set_defaults(handler=cmd_pki_init)
 
     profile = sub.add_parser("profile", help="profiles").add_subparsers(dest="profile_command", required=True)
     imp = profile.add_parser("import", help="import a SAIP profile package (DER)")
-    _common(imp, database=True, json_output=True)
+    common_options(imp, database=True, json_output=True)
     imp.add_argument("file")
     imp.add_argument("--matching-id")
     imp.add_argument("--eid", help="bind to this eUICC (without --matching-id: its default SM-DP+ order)")
@@ -230,40 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--reusable", action="store_true", help="R&D: downloadable any number of times")
     imp.set_defaults(handler=cmd_profile_import)
     lst = profile.add_parser("list", help="list profiles")
-    _common(lst, database=True, json_output=True)
+    common_options(lst, database=True, json_output=True)
     lst.set_defaults(handler=cmd_profile_list)
 
-    lpa = sub.add_parser("lpa", help="the test LPA driving the virtual eUICC").add_subparsers(dest="lpa_command", required=True)
-    dl = lpa.add_parser("download", help="download a profile with an activation code")
-    _lpa_common(dl)
-    dl.add_argument("activation_code", help="LPA:1$<host:port>$<matching ID>")
-    dl.add_argument("--confirmation-code")
-    dl.add_argument("--cancel-at", choices=["authenticateClient", "prepareDownload", "getBoundProfilePackage"],
-                    help="cancel the session on purpose after this step")
-    dl.set_defaults(handler=cmd_lpa_download)
-    ls = lpa.add_parser("list", help="profiles installed in the virtual eUICC")
-    _lpa_common(ls)
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(handler=cmd_lpa_list)
-    nt = lpa.add_parser("notifications", help="pending notifications (--send delivers them)")
-    _lpa_common(nt)
-    nt.add_argument("--send", action="store_true")
-    nt.add_argument("--json", action="store_true")
-    nt.set_defaults(handler=cmd_lpa_notifications)
+    from smdp.cli import lpa as lpa_commands
 
+    lpa_commands.add_commands(sub, common_options)
     from smdp.bench import add_bench_command
 
-    add_bench_command(sub, _common)
+    add_bench_command(sub, common_options)
     return parser
-
-
-def _lpa_common(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--euicc", help="virtual eUICC state file (default: DATA_DIR/euicc/CURVE.json)")
-    parser.add_argument("--curve", choices=["nist", "brainpool"], default="nist", help="the eUICC's key curve")
-    trust = parser.add_mutually_exclusive_group()
-    trust.add_argument("--ca", help="CA certificate that issued the server's TLS certificate (default: the PKI's)")
-    trust.add_argument("--insecure", action="store_true", help="don't verify the server's TLS certificate")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,5 +196,3 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-if __name__ == "__main__":
-    sys.exit(main())

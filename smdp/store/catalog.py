@@ -1,0 +1,1 @@
+"""Profile types (templates, metadata defaults, policy) and their repository functions."""
