@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from smdp.profiles.saip import luhn_check_digit
 from smdp.rsp.activation import ActivationCode
 from smdp.rsp.es9 import normalize_address
 from smdp.services.download import DownloadService
+from smdp.services.operators import ensure_default_operator
+from smdp.services.orders import OrderService
+from smdp.services.outbox import Outbox
 from smdp.services.profiles import import_profile, list_profiles
 from smdp.store.db import Database
 from smdp.web.app import make_app
@@ -58,6 +64,9 @@ class Runtime:
     db: Database
     credentials: ServerCredentials
     download: DownloadService
+    ordering: OrderService
+    outbox: Outbox
+    default_operator_id: int
 
 
 async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime:
@@ -67,10 +76,40 @@ async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime
     db = Database(settings.database_url)
     await db.create_all()
     sealer = Sealer(load_or_create_master_key(settings.master_key_path))
-    return Runtime(settings, db, credentials, DownloadService(db, credentials, sealer, addresses))
+    operator_id = await ensure_default_operator(db, settings.data_dir)
+    return Runtime(
+        settings,
+        db,
+        credentials,
+        DownloadService(db, credentials, sealer, addresses),
+        OrderService(db, smdp_address=""),
+        Outbox(db),
+        operator_id,
+    )
 
 
-async def ensure_demo_profile(db: Database, address: str) -> ActivationCode | None:
+@asynccontextmanager
+async def running(runtime: Runtime, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ES9+/ES2+ over HTTPS and deliver operator callbacks; yields the bound host:port."""
+    runner = web.AppRunner(make_app(runtime.download, runtime.ordering), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"{shown_host}:{bound_port}"
+    runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [])
+    runtime.ordering.smdp_address = address
+    delivery = asyncio.create_task(runtime.outbox.run())
+    try:
+        yield address
+    finally:
+        delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)
+        await runner.cleanup()
+
+
+async def ensure_demo_profile(db: Database, address: str, operator_id: int | None = None) -> ActivationCode | None:
     """On the first start (an empty database) create a demo profile; return its activation code."""
     if await list_profiles(db):
         return None
@@ -81,31 +120,32 @@ async def ensure_demo_profile(db: Database, address: str) -> ActivationCode | No
         db,
         der,
         metadata={"serviceProviderName": "smdp demo", "profileName": "Demo profile", "profileClass": "test"},
+        operator_id=operator_id,
     )
     assert imported.matching_id is not None
     return ActivationCode(address, imported.matching_id)
 
 
 async def serve(settings: Settings, host: str, port: int, extra_addresses: list[str]) -> None:
-    addresses = accepted_addresses(host, port, extra_addresses)
-    runtime = await open_runtime(settings, addresses)
-    shown_host = f"[{host}]" if ":" in host else host
-    address = f"{shown_host}:{port}"
-    demo = await ensure_demo_profile(runtime.db, address)
-    runner = web.AppRunner(make_app(runtime.download), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
-    await site.start()
-    if demo is not None:
-        print(f"smdp: demo profile activation code: {demo}", flush=True)
-        print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
-    print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # finish in-flight requests, close the database
-        loop.add_signal_handler(signum, stop.set)
+    runtime = await open_runtime(settings, accepted_addresses(host, port, extra_addresses))
     try:
-        await stop.wait()
+        async with running(runtime, host, port) as address:
+            demo = await ensure_demo_profile(runtime.db, address, runtime.default_operator_id)
+            write_server_info(settings, address)
+            if demo is not None:
+                print(f"smdp: demo profile activation code: {demo}", flush=True)
+                print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
+            print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):  # finish in-flight requests, close the database
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
     finally:
-        await runner.cleanup()
         await runtime.db.dispose()
+
+
+def write_server_info(settings: Settings, address: str) -> None:
+    """DATA_DIR/server.json: where the local server listens, for `smdp order` with no --url."""
+    info = settings.data_dir / "server.json"
+    info.write_text(json.dumps({"address": address, "pid": os.getpid()}) + "\n")

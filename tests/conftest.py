@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,29 +98,23 @@ class RunningServer:
         return self.runtime.db  # type: ignore[attr-defined]
 
 
-async def start_server(data_dir: Path, manifest: Path, database_url: str) -> tuple[RunningServer, web.AppRunner]:
+async def start_server(data_dir: Path, manifest: Path, database_url: str) -> tuple[RunningServer, AsyncExitStack]:
+    """An in-process `smdp serve` (ES9+, ES2+, outbox) on an ephemeral loopback port; close the stack to stop."""
     from smdp.config import load_settings
-    from smdp.server import accepted_addresses, open_runtime
-    from smdp.pki.tls import server_ssl_context
-    from smdp.web.app import make_app
+    from smdp.server import open_runtime, running
 
     settings = load_settings(data_dir, database_url, manifest)
     runtime = await open_runtime(settings, frozenset())
-    runner = web.AppRunner(make_app(runtime.download), access_log=None)
-    await runner.setup()
-    creds = runtime.credentials
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(creds))
-    await site.start()
-    port = runner.addresses[0][1]
-    runtime.download.addresses = accepted_addresses("127.0.0.1", port, [])
-    server = RunningServer(f"127.0.0.1:{port}", runtime, data_dir, manifest, creds.tls_ca_cert_path)
-    return server, runner
+    stack = AsyncExitStack()
+    address = await stack.enter_async_context(running(runtime, "127.0.0.1", 0))
+    server = RunningServer(address, runtime, data_dir, manifest, runtime.credentials.tls_ca_cert_path)
+    return server, stack
 
 
 @pytest.fixture
 async def server(tmp_path: Path, pki_manifest: Path) -> AsyncIterator[RunningServer]:
     """An in-process SM-DP+ on an ephemeral loopback port, SQLite in a temporary data directory."""
-    running, runner = await start_server(tmp_path / "data", pki_manifest, f"sqlite:///{tmp_path / 'smdp.db'}")
+    running, stack = await start_server(tmp_path / "data", pki_manifest, f"sqlite:///{tmp_path / 'smdp.db'}")
     yield running
-    await runner.cleanup()
+    await stack.aclose()
     await running.db.dispose()

@@ -140,7 +140,7 @@ async def test_restarted_server_continues_a_session(tmp_path: Path, pki_manifest
     state: dict = {}
 
     async def restart(answer: dict) -> dict:
-        await first_runner.cleanup()
+        await first_runner.aclose()
         await first.db.dispose()
         second, runner = await start_server(tmp_path / "data", pki_manifest, url)
         second.download.addresses = first.download.addresses | second.download.addresses
@@ -154,7 +154,7 @@ async def test_restarted_server_continues_a_session(tmp_path: Path, pki_manifest
     await client.close()
     assert result.ok, result.to_json()
     assert (await _session(state["server"], result.transaction_id)).step == "completed"
-    await state["runner"].cleanup()
+    await state["runner"].aclose()
     await state["server"].db.dispose()
 
 

@@ -54,7 +54,7 @@ class ThreadedServer:
             conn.close()
 
     def close(self) -> None:
-        self._run(self.runner.cleanup())
+        self._run(self.runner.aclose())
         self._run(self.server.db.dispose())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)

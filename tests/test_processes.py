@@ -166,5 +166,5 @@ async def test_download_with_the_gsma_sgp26_certificates(tmp_path: Path, curve: 
         assert result.ok, result.to_json()
         assert euicc.installed_profiles()[0].package == ts48.read_bytes()
     finally:
-        await runner.cleanup()
+        await runner.aclose()
         await server.db.dispose()

@@ -67,3 +67,18 @@ CONFIRMATION_CODE_RETRIES_EXCEEDED = StatusCode("8.2.7", "6.4", "Maximum number 
 
 # ES9+.CancelSession (SGP.22 section 5.6.5)
 INVALID_SMDP_OID = StatusCode("8.8", "3.10", "The provided SM-DP+ OID is invalid")
+
+# ES2+ (SGP.22 section 5.3): DownloadOrder, ConfirmOrder, CancelOrder, ReleaseProfile
+CONDITIONAL_INPUT_MISSING = StatusCode("1.6", "2.3", "Conditional element missing")
+EID_INVALID = StatusCode("8.1.1", "2.1", "EID invalid")
+EID_MISSING = StatusCode("8.1.1", "2.2", "EID missing: neither EID nor matching ID given")
+EID_MISMATCH = StatusCode("8.1.1", "3.10", "EID doesn't match the one of the order")
+ICCID_UNKNOWN = StatusCode("8.2.1", "3.9", "Profile ICCID unknown")
+ICCID_ALREADY_RESERVED = StatusCode("8.2.1", "3.3", "Profile ICCID already in use")
+# SGP.22 gives no dedicated code for an order step in the wrong state; 3.5 "Invalid transition".
+INVALID_TRANSITION = StatusCode("8.2.1", "3.5", "Invalid transition for the profile's state")
+PROFILE_TYPE_UNKNOWN = StatusCode("8.2.5", "3.9", "Profile Type unknown")
+PROFILE_TYPE_EXHAUSTED = StatusCode("8.2.5", "3.7", "No more profiles available for this Profile Type")
+MATCHING_ID_IN_USE = StatusCode("8.2.6", "3.3", "Matching ID already in use")
+MATCHING_ID_MISMATCH = StatusCode("8.2.6", "3.10", "Matching ID doesn't match the one of the order")
+SMDS_ADDRESS_INVALID = StatusCode("8.9", "5.1", "Invalid SM-DS address")

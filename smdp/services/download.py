@@ -22,7 +22,7 @@ from smdp.crypto import ecdsa
 from smdp.crypto.cc import confirmation_code_hash_from_digest
 from smdp.crypto.sealed import Sealer
 from smdp.pki.store import ServerCredentials
-from smdp.rsp import es8, es9, metadata, session_end
+from smdp.rsp import es2, es8, es9, metadata, session_end
 from smdp.rsp.fields import transaction_id as read_transaction_id
 from smdp.rsp.status import (
     CONFIRMATION_CODE_MISSING,
@@ -37,6 +37,7 @@ from smdp.rsp.status import (
     TRANSACTION_ID_UNKNOWN,
     RspError,
 )
+from smdp.services import events
 from smdp.store import repo
 from smdp.store.db import Database
 from smdp.store.tables import DownloadSession, Notification, Profile, ProfileState, SessionStep
@@ -162,12 +163,17 @@ class DownloadService:
             profile = await repo.default_profile_for_eid(db, euicc.eid, states, for_update=True)
             if profile is None:
                 raise RspError(MATCHING_ID_REFUSED, "no pending order for this EID")
-        if profile.eid is not None and profile.eid != euicc.eid and not (profile.reusable and profile.eid is None):
-            raise RspError(EID_REFUSED)
-        self._check_downloadable(profile, euicc.eid)
-        refused = metadata.forbidden_pprs(euicc.euicc_info2, profile.profile_metadata)
-        if refused:
-            raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
+        try:
+            if profile.eid is not None and profile.eid != euicc.eid:
+                raise RspError(EID_REFUSED)
+            self._check_downloadable(profile, euicc.eid)
+            refused = metadata.forbidden_pprs(euicc.euicc_info2, profile.profile_metadata)
+            if refused:
+                raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
+        except RspError as error:
+            await events.record(db, profile, es2.ELIGIBILITY_CHECK, ok=False, eid=euicc.eid, error=error)
+            raise
+        await events.record(db, profile, es2.ELIGIBILITY_CHECK, ok=True, eid=euicc.eid)
         return profile
 
     @staticmethod
@@ -194,11 +200,14 @@ class DownloadService:
             assert profile is not None
             try:
                 self._check_confirmation_code(profile, prepared.hash_cc, row.transaction_id)
-            finally:  # a wrong code counts even though the call fails
+            except RspError as error:  # a wrong code counts even though the call fails
                 await repo.save(db, profile)
+                await events.record(db, profile, es2.CONFIRMATION_FAILURE, ok=False, eid=row.eid, error=error)
+                raise
             self._check_downloadable(profile, row.eid)
             bpp = self._bind(profile, row, prepared.euicc_otpk)
             await repo.save(db, profile)
+            await events.record(db, profile, es2.BPP_DOWNLOAD, ok=True, eid=row.eid)
         return {"transactionId": row.transaction_id, "boundProfilePackage": bpp}
 
     @staticmethod
@@ -279,10 +288,14 @@ class DownloadService:
                 ),
             )
             if fresh and row is not None:
-                await self._installation_result(db, row, bool(notification.success))
+                await self._installation_result(db, row, bool(notification.success), body["pendingNotification"])
+            elif fresh and notification.iccid and notification.event in es2.OTHER_EVENTS:
+                profile = await repo.profile_by_iccid(db, notification.iccid)
+                if profile is not None:
+                    await events.record(db, profile, es2.OTHER_EVENTS[notification.event], ok=True, eid=eid)
         log.info("notification %s seq %s from %s recorded=%s", notification.event, notification.seq_number, eid, fresh)
 
-    async def _installation_result(self, db: AsyncSession, row: DownloadSession, success: bool) -> None:
+    async def _installation_result(self, db: AsyncSession, row: DownloadSession, success: bool, pir: str) -> None:
         row.step = SessionStep.COMPLETED.value if success else SessionStep.FAILED.value
         repo.touch(row)
         await repo.save(db, row)
@@ -296,6 +309,7 @@ class DownloadService:
             profile.state = ProfileState.INSTALLED.value if success else ProfileState.RELEASED.value
         repo.touch(profile)
         await repo.save(db, profile)
+        await events.record(db, profile, es2.BPP_INSTALLATION, ok=success, eid=row.eid, result_data=pir)
 
     async def cancel_session(self, body: dict[str, Any]) -> dict[str, Any]:
         """ES9+.CancelSession; a refused cancel (bad signature, wrong OID) changes nothing."""
@@ -317,4 +331,6 @@ class DownloadService:
                 profile.state = ProfileState.RELEASED.value  # SGP.22 5.6.5: the order is available again
                 repo.touch(profile)
                 await repo.save(db, profile)
+            if profile is not None:
+                await events.record(db, profile, es2.SESSION_CANCELLED, ok=True, eid=row.eid)
         return {}

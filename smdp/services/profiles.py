@@ -41,11 +41,15 @@ async def import_profile(
     confirmation_code: str | None = None,
     metadata: dict[str, Any] | None = None,
     reusable: bool = False,
+    operator_id: int | None = None,
+    profile_type: str | None = None,
+    stock: bool = False,
 ) -> ImportedProfile:
     """Validate ``der`` as a SAIP profile package and store it Released, ready to download.
 
     Without a matching ID and without an EID, an unguessable matching ID is generated.  With an EID and
-    no matching ID, the profile is that eUICC's default SM-DP+ order (SGP.22 section 3.1.1).
+    no matching ID, the profile is that eUICC's default SM-DP+ order (SGP.22 section 3.1.1).  With ``stock``
+    the profile is Available instead: stock for ES2+ orders, with no matching ID, EID or code yet.
     """
     try:
         package = validate_profile_package(der)
@@ -55,14 +59,18 @@ async def import_profile(
         raise ProfileImportError(f"EID {eid!r} is not 32 digits with valid check digits")
     if matching_id is not None and not matching_id:
         matching_id = None
-    if matching_id is None and eid is None:
+    if stock and (matching_id or eid or confirmation_code):
+        raise ProfileImportError("a stock profile gets its matching ID, EID and confirmation code from an ES2+ order")
+    if matching_id is None and eid is None and not stock:
         matching_id = new_matching_id()
     iccid = package.iccid
     profile = Profile(
         iccid=iccid,
         matching_id=matching_id,
         eid=eid,
-        state=ProfileState.RELEASED.value,
+        state=(ProfileState.AVAILABLE if stock else ProfileState.RELEASED).value,
+        operator_id=operator_id,
+        profile_type=profile_type,
         der=der,
         profile_metadata=metadata or default_metadata(iccid),
         cc_hash=hashlib.sha256(confirmation_code.encode()).digest() if confirmation_code else None,
@@ -80,9 +88,9 @@ async def import_profile(
     return ImportedProfile(iccid, matching_id, eid, confirmation_code is not None)
 
 
-async def list_profiles(db: Database) -> list[dict[str, Any]]:
+async def list_profiles(db: Database, *, operator_id: int | None = None, state: str | None = None) -> list[dict[str, Any]]:
     async with db.transaction() as session:
-        rows = await repo.list_profiles(session)
+        rows = await repo.list_profiles(session, operator_id=operator_id, state=state)
     return [
         {
             "iccid": p.iccid,
@@ -91,6 +99,7 @@ async def list_profiles(db: Database) -> list[dict[str, Any]]:
             "state": p.state,
             "profileName": p.profile_metadata.get("profileName"),
             "downloadAttempts": p.download_attempts,
+            "profileType": p.profile_type,
         }
         for p in rows
     ]

@@ -50,8 +50,15 @@ async def default_profile_for_eid(
     return (await db.exec(query)).first()
 
 
-async def list_profiles(db: AsyncSession, limit: int = 1000) -> list[Profile]:
-    return list((await db.exec(select(Profile).order_by(Profile.id).limit(limit))).all())
+async def list_profiles(
+    db: AsyncSession, *, operator_id: int | None = None, state: str | None = None, limit: int = 10_000
+) -> list[Profile]:
+    query = select(Profile).order_by(Profile.id).limit(limit)
+    if operator_id is not None:
+        query = query.where(Profile.operator_id == operator_id)
+    if state is not None:
+        query = query.where(Profile.state == state)
+    return list((await db.exec(query)).all())
 
 
 def touch(row: Profile | DownloadSession, now: datetime | None = None) -> None:

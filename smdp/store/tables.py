@@ -39,6 +39,10 @@ class Profile(SQLModel, table=True):
     matching_id: str | None = Field(default=None, index=True, unique=True, max_length=255)
     eid: str | None = Field(default=None, index=True, max_length=32)
     state: str = Field(default=ProfileState.RELEASED.value, index=True, max_length=16)
+    # ES2+: the operator owning the profile, and the profile type it was made from (if any).
+    operator_id: int | None = Field(default=None, foreign_key="operator.id", index=True)
+    profile_type: str | None = Field(default=None, index=True, max_length=64)
+    smds_address: str | None = Field(default=None, max_length=255)
     der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # StoreMetadataRequest content (service provider name, profile name, class, PPRs, ...).
     profile_metadata: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -30,7 +30,8 @@ MAX_BODY = 64 * 1024  # the largest ES9+ request (a notification with certificat
 DEFAULT_PROTOCOL = "gsma/rsp/v2.2.0"
 _PROTOCOL = re.compile(r"^gsma/rsp/v2\.\d+(\.\d+)?$")
 
-JsonFunction = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+JsonFunction = Callable[..., Awaitable[dict[str, Any] | None]]
+Authenticator = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
 
 
 def success_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -86,14 +87,21 @@ async def _read_request(request: web.Request) -> tuple[dict[str, Any], str]:
     return body, protocol
 
 
-def json_function(function: JsonFunction) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wrap an SGP.22 function (dict in, dict or None out) as an aiohttp handler."""
+def json_function(
+    function: JsonFunction, authenticate: Authenticator | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap an SGP.22 function (dict in, dict or None out) as an aiohttp handler.
+
+    With ``authenticate`` (ES2+), the caller it returns is passed to the function after the body."""
 
     async def handler(request: web.Request) -> web.Response:
         protocol = DEFAULT_PROTOCOL
         try:
             body, protocol = await _read_request(request)
-            result = await function(body)
+            if authenticate is None:
+                result = await function(body)
+            else:
+                result = await function(body, await authenticate(request, body))
         except RspError as error:
             log.info("%s failed: %s", request.path, error)
             return _response(failure_body(error), protocol)

@@ -1,0 +1,158 @@
+"""ES2+ order functions (SGP.22 5.3.1-5.3.4) over the database: DownloadOrder, ConfirmOrder, CancelOrder,
+ReleaseProfile.  Every change happens in one transaction with the profile row locked; an operator sees
+and changes only its own profiles (another operator's ICCID is "unknown")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from smdp.crypto.cc import confirmation_code_digest
+from smdp.rsp import es2
+from smdp.rsp.activation import new_matching_id
+from smdp.rsp.status import (
+    CONDITIONAL_INPUT_MISSING,
+    EID_MISMATCH,
+    EID_MISSING,
+    ICCID_ALREADY_RESERVED,
+    ICCID_UNKNOWN,
+    INVALID_INPUT,
+    INVALID_TRANSITION,
+    MATCHING_ID_IN_USE,
+    MATCHING_ID_MISMATCH,
+    PROFILE_TYPE_EXHAUSTED,
+    PROFILE_TYPE_UNKNOWN,
+    RspError,
+)
+from smdp.store import repo
+from smdp.store.db import Database
+from smdp.store.orders import Operator
+from smdp.store.tables import Profile
+from smdp.store.tables import ProfileState as S
+
+DEFAULT_ORDER_VALIDITY = timedelta(days=30)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class OrderService:
+    db: Database
+    smdp_address: str
+    order_validity: timedelta = DEFAULT_ORDER_VALIDITY
+
+    async def _own_profile(self, db: AsyncSession, operator: Operator, iccid: str) -> Profile:
+        query = select(Profile).where(Profile.iccid == iccid, Profile.operator_id == operator.id).with_for_update()
+        profile = (await db.exec(query)).first()
+        if profile is None:
+            raise RspError(ICCID_UNKNOWN, f"no profile {iccid}")
+        return profile
+
+    @staticmethod
+    def _move(profile: Profile, target: S) -> None:
+        es2.check_transition(profile.state, target)
+        profile.state = target.value
+        repo.touch(profile)
+
+    async def download_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
+        """DownloadOrder (5.3.1): reserve a profile, by ICCID or by profile type, optionally for an EID."""
+        eid = es2.eid(body)
+        iccid = es2.iccid(body, required=False)
+        profile_type = es2.optional_str(body, "profileType", 64)
+        if iccid is None and not profile_type:
+            raise RspError(CONDITIONAL_INPUT_MISSING, "iccid or profileType is needed")
+        async with self.db.transaction() as db:
+            if iccid is not None:
+                profile = await self._own_profile(db, operator, iccid)
+                if profile.state != S.AVAILABLE.value:
+                    raise RspError(ICCID_ALREADY_RESERVED, f"profile {iccid} is {profile.state}")
+                if profile_type and profile.profile_type != profile_type:
+                    raise RspError(PROFILE_TYPE_UNKNOWN, f"profile {iccid} is not of type {profile_type}")
+            else:
+                profile = await self._available_of_type(db, operator, str(profile_type))
+            self._move(profile, S.LINKED if eid else S.ALLOCATED)
+            profile.eid = eid
+            profile.expires_at = _now() + self.order_validity
+            await repo.save(db, profile)
+        return {"iccid": profile.iccid}
+
+    async def _available_of_type(self, db: AsyncSession, operator: Operator, profile_type: str) -> Profile:
+        base = select(Profile).where(Profile.operator_id == operator.id, Profile.profile_type == profile_type)
+        query = base.where(Profile.state == S.AVAILABLE.value).order_by(Profile.id).limit(1).with_for_update(skip_locked=True)
+        profile = (await db.exec(query)).first()
+        if profile is not None:
+            return profile
+        if (await db.exec(base.limit(1))).first() is None:
+            raise RspError(PROFILE_TYPE_UNKNOWN, f"no profile type {profile_type!r}")
+        raise RspError(PROFILE_TYPE_EXHAUSTED, f"no available profile of type {profile_type!r}")
+
+    async def confirm_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
+        """ConfirmOrder (5.3.2): matching ID (given, or generated for ""), confirmation code, release flag."""
+        iccid = str(es2.iccid(body))
+        eid = es2.eid(body)
+        matching_id = es2.matching_id(body)
+        code = es2.optional_str(body, "confirmationCode", 64)
+        if code == "":
+            raise RspError(INVALID_INPUT, "confirmationCode is empty")
+        smds = es2.smds_address(body)
+        release = es2.required_bool(body, "releaseFlag")
+        async with self.db.transaction() as db:
+            profile = await self._own_profile(db, operator, iccid)
+            es2.check_transition(profile.state, S.CONFIRMED)
+            if eid and profile.eid and eid != profile.eid:
+                raise RspError(EID_MISMATCH)
+            eid = eid or profile.eid
+            if matching_id is None and eid is None:
+                raise RspError(EID_MISSING)
+            if matching_id == "":
+                matching_id = new_matching_id()
+            if matching_id and await repo.profile_by_matching_id(db, matching_id) is not None:
+                raise RspError(MATCHING_ID_IN_USE, f"matching ID {matching_id} is in use")
+            profile.eid, profile.matching_id, profile.smds_address = eid, matching_id or None, smds
+            profile.cc_hash = confirmation_code_digest(code.encode()) if code else None
+            profile.cc_failures = 0
+            self._move(profile, S.RELEASED if release else S.CONFIRMED)
+            await repo.save(db, profile)
+        answer: dict[str, Any] = {"smdpAddress": self.smdp_address}
+        if eid:
+            answer["eid"] = eid
+        if matching_id:
+            answer["matchingId"] = matching_id
+        return answer
+
+    async def cancel_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
+        """CancelOrder (5.3.3): back to Available or Unavailable; EID and matching ID must match if given."""
+        iccid = str(es2.iccid(body))
+        eid = es2.eid(body)
+        matching_id = es2.matching_id(body)
+        final = es2.final_status(body)
+        async with self.db.transaction() as db:
+            profile = await self._own_profile(db, operator, iccid)
+            if eid and eid != profile.eid:
+                raise RspError(EID_MISMATCH)
+            if matching_id and matching_id != profile.matching_id:
+                raise RspError(MATCHING_ID_MISMATCH)
+            self._move(profile, final)
+            profile.eid = profile.matching_id = profile.cc_hash = profile.smds_address = None
+            profile.expires_at = None
+            profile.download_attempts = profile.cc_failures = 0
+            profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
+            await repo.save(db, profile)
+        return {}
+
+    async def release_profile(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
+        """ReleaseProfile (5.3.4): a Confirmed order becomes downloadable."""
+        iccid = str(es2.iccid(body))
+        async with self.db.transaction() as db:
+            profile = await self._own_profile(db, operator, iccid)
+            if profile.state != S.CONFIRMED.value:
+                raise RspError(INVALID_TRANSITION, f"only a Confirmed profile can be released, not a {profile.state} one")
+            self._move(profile, S.RELEASED)
+            await repo.save(db, profile)
+        return {}
