@@ -91,6 +91,9 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
             confirmation_code=args.confirmation_code,
             metadata=metadata,
             reusable=args.reusable,
+            operator_id=await _operator_id(db, settings_of(args).data_dir, args.operator),
+            profile_type=args.profile_type,
+            stock=args.stock,
         )
     except ProfileImportError as exc:
         raise CliError(f"{path}: {exc}") from None
@@ -109,6 +112,19 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
         text += f", bound to EID {imported.eid}"
     print_result(args, result, text)
     return 0
+
+
+async def _operator_id(db, data_dir: Path, name: str) -> int:  # type: ignore[no-untyped-def]
+    from smdp.services.operators import DEFAULT_OPERATOR, ensure_default_operator
+    from smdp.store.orders import operator_by_name
+
+    if name == DEFAULT_OPERATOR:
+        return await ensure_default_operator(db, data_dir)
+    async with db.transaction() as session:
+        operator = await operator_by_name(session, name)
+    if operator is None or operator.id is None:
+        raise CliError(f"no operator {name!r} (create it with `smdp operator add {name}`)")
+    return operator.id
 
 
 async def cmd_profile_list(args: argparse.Namespace) -> int:
@@ -164,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--confirmation-code")
     imp.add_argument("--metadata", help="JSON file with the profile metadata (serviceProviderName, profileName, ...)")
     imp.add_argument("--reusable", action="store_true", help="R&D: downloadable any number of times")
+    imp.add_argument("--stock", action="store_true", help="Available for ES2+ orders (no matching ID yet)")
+    imp.add_argument("--profile-type", help="the profile type an ES2+ downloadOrder can ask for")
+    imp.add_argument("--operator", default="default", help="the operator owning it (default: default)")
     imp.set_defaults(handler=cmd_profile_import)
     lst = profile.add_parser("list", help="list profiles")
     common_options(lst, database=True, json_output=True)
@@ -172,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     from smdp.cli import lpa as lpa_commands
 
     lpa_commands.add_commands(sub, common_options)
+    from smdp.cli import order as order_commands
+
+    order_commands.add_commands(sub, common_options)
+    from smdp.cli import euicc as euicc_commands
+
+    euicc_commands.add_commands(sub, common_options)
     from smdp.bench import add_bench_command
 
     add_bench_command(sub, common_options)

@@ -1,0 +1,242 @@
+"""``smdp order ...`` and ``smdp operator ...``: ES2+ ordering from the command line (single orders and CSV
+batches writing activation codes and QR images), and operator accounts of a local server."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smdp.cli import CliError, print_result, settings_of
+from smdp.operator_client import Es2Client, Es2Error
+from smdp.rsp.activation import ActivationCode
+
+
+def _client(args: argparse.Namespace) -> Es2Client:
+    """Credentials: --url/--token/--operator, else the local server's default operator in --data-dir."""
+    from smdp.pki.store import load_server_credentials
+    from smdp.services.operators import DEFAULT_OPERATOR, token_path
+
+    settings = settings_of(args)
+    url, token, ca = args.url, args.token, Path(args.ca) if args.ca else None
+    if url is None:
+        info = settings.data_dir / "server.json"
+        if not info.exists():
+            raise CliError(f"no --url and no local server found ({info} is missing: is `smdp serve` running?)")
+        url = "https://" + json.loads(info.read_text())["address"]
+        if ca is None and not args.insecure and settings.pki_manifest.exists():
+            ca = load_server_credentials(settings.pki_manifest).tls_ca_cert_path
+    if token is None:
+        path = token_path(settings.data_dir, args.operator or DEFAULT_OPERATOR)
+        if not path.exists():
+            raise CliError(f"no --token and no token file {path}")
+        token = path.read_text().strip()
+    return Es2Client(url, token, args.operator or DEFAULT_OPERATOR, ca_file=ca, insecure=args.insecure)
+
+
+@dataclass
+class OrderResult:
+    iccid: str
+    activation_code: str
+    matching_id: str | None
+    eid: str | None
+    confirmation_code: str | None
+
+
+async def place_order(
+    client: Es2Client,
+    *,
+    iccid: str | None = None,
+    profile_type: str | None = None,
+    eid: str | None = None,
+    matching_id: str | None = "",
+    confirmation_code: str | None = None,
+    release: bool = True,
+) -> OrderResult:
+    """downloadOrder + confirmOrder; the activation code per SGP.22 4.1 (CC flag set when a code is needed)."""
+    ordered = await client.call("downloadOrder", iccid=iccid, profileType=profile_type, eid=eid)
+    confirmed = await client.call(
+        "confirmOrder",
+        iccid=ordered["iccid"],
+        eid=eid,
+        matchingId=matching_id,
+        confirmationCode=confirmation_code,
+        releaseFlag=release,
+    )
+    mid = confirmed.get("matchingId")
+    code = ActivationCode(confirmed["smdpAddress"], mid or "", None, confirmation_code is not None)
+    return OrderResult(ordered["iccid"], str(code), mid, confirmed.get("eid"), confirmation_code)
+
+
+def write_qr(activation_code: str, directory: Path, name: str) -> list[Path]:
+    import segno
+
+    directory.mkdir(parents=True, exist_ok=True)
+    qr = segno.make(activation_code, error="m")
+    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    qr.save(paths[0], scale=6, border=4)
+    qr.save(paths[1], scale=4, border=4)
+    return paths
+
+
+def _new_confirmation_code() -> str:
+    return f"{secrets.randbelow(10**8):08d}"
+
+
+async def cmd_order_new(args: argparse.Namespace) -> int:
+    if not (args.iccid or args.profile_type):
+        raise CliError("give --iccid or --profile-type")
+    code = _new_confirmation_code() if args.confirmation_code == "auto" else args.confirmation_code
+    async with _client(args) as client:
+        try:
+            result = await place_order(
+                client, iccid=args.iccid, profile_type=args.profile_type, eid=args.eid,
+                matching_id=None if args.default_smdp else (args.matching_id or ""),
+                confirmation_code=code, release=not args.no_release,
+            )
+        except Es2Error as exc:
+            raise CliError(str(exc)) from None
+    if args.qr_dir:
+        write_qr(result.activation_code, Path(args.qr_dir), result.iccid)
+    text = f"{result.iccid}  {result.activation_code}" + (f"  (confirmation code {code})" if code else "")
+    print_result(args, result.__dict__, text)
+    return 0
+
+
+async def cmd_order_batch(args: argparse.Namespace) -> int:
+    """CSV in: profile_type or iccid, eid (optional), confirmation_code (yes/no). CSV out: one code per row."""
+    try:
+        rows = list(csv.DictReader(Path(args.csv).open(newline="")))
+    except OSError as exc:
+        raise CliError(f"cannot read {args.csv}: {exc.strerror}") from None
+    out = Path(args.out)
+    qr_dir = Path(args.qr_dir) if args.qr_dir else None
+    ok = failed = 0
+    async with _client(args) as client:
+        with out.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "iccid", "eid", "matching_id", "activation_code", "confirmation_code", "error"])
+            for number, row in enumerate(rows, start=1):
+                wants_cc = (row.get("confirmation_code") or "").strip().lower() in ("yes", "y", "true", "1")
+                code = _new_confirmation_code() if wants_cc else None
+                try:
+                    result = await place_order(
+                        client, iccid=(row.get("iccid") or None), profile_type=(row.get("profile_type") or None),
+                        eid=(row.get("eid") or None), confirmation_code=code,
+                    )
+                except Es2Error as exc:
+                    failed += 1
+                    writer.writerow([number, row.get("iccid") or "", row.get("eid") or "", "", "", "", str(exc)])
+                else:
+                    ok += 1
+                    writer.writerow([number, result.iccid, result.eid or "", result.matching_id or "", result.activation_code, code or "", ""])
+                    if qr_dir is not None:
+                        write_qr(result.activation_code, qr_dir, result.iccid)
+                _progress(number, len(rows), failed)
+    summary = {"rows": len(rows), "ordered": ok, "failed": failed, "out": str(out)}
+    print_result(args, summary, f"{ok} ordered, {failed} failed of {len(rows)} rows; activation codes in {out}")
+    return 0 if failed == 0 else 1
+
+
+def _progress(done: int, total: int, failed: int) -> None:
+    if not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({failed} failed)")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+async def cmd_order_simple(args: argparse.Namespace) -> int:
+    """cancel / release one order."""
+    fields: dict[str, Any] = {"iccid": args.iccid}
+    if args.order_command == "cancel":
+        fields.update(finalProfileStatusIndicator=args.final, eid=args.eid, matchingId=args.matching_id)
+    function = {"cancel": "cancelOrder", "release": "releaseProfile"}[args.order_command]
+    async with _client(args) as client:
+        try:
+            await client.call(function, **fields)
+        except Es2Error as exc:
+            raise CliError(str(exc)) from None
+    print_result(args, {"iccid": args.iccid, "done": function}, f"{function}: {args.iccid} done")
+    return 0
+
+
+async def cmd_operator(args: argparse.Namespace) -> int:
+    from smdp.services.operators import OperatorError, add_operator, set_callback
+    from smdp.store.db import Database
+
+    db = Database(settings_of(args).database_url)
+    await db.create_all()
+    try:
+        if args.operator_command == "add":
+            token = await add_operator(db, args.name, args.callback_url)
+            print_result(args, {"operator": args.name, "token": token}, f"operator {args.name} created; API token (shown once): {token}")
+        else:
+            await set_callback(db, args.name, args.url or None)
+            print_result(args, {"operator": args.name, "callbackUrl": args.url}, f"operator {args.name}: callback {args.url or 'none'}")
+    except OperatorError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await db.dispose()
+    return 0
+
+
+def add_commands(sub: Any, common: Any) -> None:
+    def connection(parser: argparse.ArgumentParser) -> None:
+        common(parser, json_output=True)
+        parser.add_argument("--url", help="the SM-DP+ (default: the local server of --data-dir)")
+        parser.add_argument("--token", help="API token (default: the local default operator's)")
+        parser.add_argument("--operator", help="operator name, the functionRequesterIdentifier (default: default)")
+        trust = parser.add_mutually_exclusive_group()
+        trust.add_argument("--ca", help="CA certificate of the server's TLS certificate")
+        trust.add_argument("--insecure", action="store_true", help="don't verify the server's TLS certificate")
+
+    order = sub.add_parser("order", help="ES2+ orders: activation codes and QR codes").add_subparsers(dest="order_command", required=True)
+    new = order.add_parser("new", help="order one profile (downloadOrder + confirmOrder)")
+    connection(new)
+    new.add_argument("--iccid")
+    new.add_argument("--profile-type")
+    new.add_argument("--eid")
+    new.add_argument("--matching-id", help="default: generated by the SM-DP+")
+    new.add_argument("--default-smdp", action="store_true", help="no matching ID: the EID's default SM-DP+ order")
+    new.add_argument("--confirmation-code", help="a code, or 'auto' to generate one")
+    new.add_argument("--no-release", action="store_true", help="confirm only; release later with `smdp order release`")
+    new.add_argument("--qr-dir", help="write ICCID.png and ICCID.svg there")
+    new.set_defaults(handler=cmd_order_new)
+    batch = order.add_parser("batch", help="orders from a CSV (profile_type or iccid, eid, confirmation_code yes/no)")
+    connection(batch)
+    batch.add_argument("csv")
+    batch.add_argument("--out", required=True, help="CSV of activation codes to write")
+    batch.add_argument("--qr-dir", help="folder for QR images (PNG and SVG)")
+    batch.set_defaults(handler=cmd_order_batch)
+    cancel = order.add_parser("cancel", help="cancelOrder")
+    connection(cancel)
+    cancel.add_argument("iccid")
+    cancel.add_argument("--final", choices=["Available", "Unavailable"], default="Available")
+    cancel.add_argument("--eid")
+    cancel.add_argument("--matching-id")
+    cancel.set_defaults(handler=cmd_order_simple)
+    release = order.add_parser("release", help="releaseProfile")
+    connection(release)
+    release.add_argument("iccid")
+    release.set_defaults(handler=cmd_order_simple)
+
+    operator = sub.add_parser("operator", help="operator accounts of a local server").add_subparsers(dest="operator_command", required=True)
+    add = operator.add_parser("add", help="create an operator and print its API token")
+    common(add, database=True, json_output=True)
+    add.add_argument("name")
+    add.add_argument("--callback-url", help="base URL of its ES2+ endpoint for HandleDownloadProgressInfo")
+    add.set_defaults(handler=cmd_operator)
+    callback = operator.add_parser("callback", help="set or clear an operator's callback URL")
+    common(callback, database=True, json_output=True)
+    callback.add_argument("name")
+    callback.add_argument("url", nargs="?")
+    callback.set_defaults(handler=cmd_operator)
