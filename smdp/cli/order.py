@@ -17,7 +17,7 @@ from smdp.operator_client import Es2Client, Es2Error
 from smdp.rsp.activation import ActivationCode
 
 
-def _client(args: argparse.Namespace) -> Es2Client:
+def client_from_args(args: argparse.Namespace) -> Es2Client:
     """Credentials: --url/--token/--operator, else the local server's default operator in --data-dir."""
     from smdp.pki.store import load_server_credentials
     from smdp.services.operators import DEFAULT_OPERATOR, token_path
@@ -92,7 +92,7 @@ async def cmd_order_new(args: argparse.Namespace) -> int:
     if not (args.iccid or args.profile_type):
         raise CliError("give --iccid or --profile-type")
     code = _new_confirmation_code() if args.confirmation_code == "auto" else args.confirmation_code
-    async with _client(args) as client:
+    async with client_from_args(args) as client:
         try:
             result = await place_order(
                 client, iccid=args.iccid, profile_type=args.profile_type, eid=args.eid,
@@ -117,7 +117,7 @@ async def cmd_order_batch(args: argparse.Namespace) -> int:
     out = Path(args.out)
     qr_dir = Path(args.qr_dir) if args.qr_dir else None
     ok = failed = 0
-    async with _client(args) as client:
+    async with client_from_args(args) as client:
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row", "iccid", "eid", "matching_id", "activation_code", "confirmation_code", "error"])
@@ -160,7 +160,7 @@ async def cmd_order_simple(args: argparse.Namespace) -> int:
     if args.order_command == "cancel":
         fields.update(finalProfileStatusIndicator=args.final, eid=args.eid, matchingId=args.matching_id)
     function = {"cancel": "cancelOrder", "release": "releaseProfile"}[args.order_command]
-    async with _client(args) as client:
+    async with client_from_args(args) as client:
         try:
             await client.call(function, **fields)
         except Es2Error as exc:
