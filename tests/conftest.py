@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TS48_DIR = SHARED_DATA / "ts48"

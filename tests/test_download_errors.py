@@ -23,7 +23,6 @@ from tests.es9_tools import (
     crafted_euicc_manifest,
     euicc_key,
     open_euicc,
-    resign,
     run_download,
 )
 

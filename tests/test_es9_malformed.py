@@ -85,7 +85,7 @@ def b64(data: bytes) -> str:
 def _corpus() -> list[tuple[str, str, bytes, dict[str, str] | None]]:
     cases: list[tuple[str, str, bytes, dict[str, str] | None]] = []
     for function, names in ENDPOINTS.items():
-        def add(label: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        def add(label: str, body: bytes, headers: dict[str, str] | None = None, function: str = function) -> None:
             cases.append((function, label, body, headers))
 
         add("not json", b"{not json")
