@@ -82,7 +82,6 @@ class DownloadSession(SQLModel, table=True):
     profile_id: int | None = Field(default=None, foreign_key="profile.id", index=True)
     # ctxParamsForCommonAuthentication carried a matching ID: the default SM-DP+ flow has none.
     matching_id: str | None = Field(default=None, max_length=255)
-    ci_curve: str | None = Field(default=None, max_length=16)
     smdp_signature2: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     status_code: str | None = Field(default=None, max_length=32)  # subject/reason of a failure
     created_at: datetime = Field(default_factory=utcnow)

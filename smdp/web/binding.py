@@ -46,7 +46,8 @@ def failure_body(error: RspError) -> dict[str, Any]:
                 "statusCodeData": {
                     "subjectCode": error.code.subject_code,
                     "reasonCode": error.code.reason_code,
-                    "message": error.message,
+                    # LPAs such as lpac show only the message: carry the codes in it too
+                    "message": f"{error.code.subject_code}/{error.code.reason_code} {error.message}",
                 },
             }
         }
