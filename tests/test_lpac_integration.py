@@ -102,7 +102,7 @@ async def test_lpac_shows_the_server_reason_for_a_wrong_confirmation_code(server
     result = result_of(lines)
     assert status != 0 and result["code"] != 0
     assert result["message"] == "es9p_get_bound_profile_package"
-    assert result["data"] == "Confirmation Code refused"  # smdp's message for 8.2.7 / 3.8
+    assert result["data"] == "8.2.7/3.8 Confirmation Code refused"  # the SGP.22 codes reach the lpac user
 
 
 @pytest.mark.parametrize("curve", ["nist", "brainpool"])
@@ -112,7 +112,7 @@ async def test_lpac_shows_the_server_reason_for_an_unknown_matching_id(server: R
     status, lines = await lpac(card, "profile", "download", "-a", f"LPA:1${server.address}$NO-SUCH-ID")
     result = result_of(lines)
     assert status != 0
-    assert (result["message"], result["data"]) == ("es9p_authenticate_client", "unknown matching ID")  # 8.2.6 / 3.8
+    assert (result["message"], result["data"]) == ("es9p_authenticate_client", "8.2.6/3.8 unknown matching ID")
 
 
 def test_smdp_euicc_lpac_command_runs_lpac_and_keeps_its_exit_status(tmp_path: Path) -> None:
