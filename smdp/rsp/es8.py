@@ -13,6 +13,7 @@ The BSP segments are complete TLVs already, so the outer structure is assembled 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,6 +40,12 @@ def initialise_secure_channel_signed_part(
         + tlv(0xA6, control_ref_template)
         + tlv(0x5F49, smdp_otpk)
     )
+
+
+@functools.cache
+def configure_isdp_request() -> bytes:
+    """ConfigureISDPRequest without dpProprietaryData: the same bytes for every BPP ('BF24 00')."""
+    return asn1.rsp().encode("ConfigureISDPRequest", {})
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,9 @@ def build_bound_profile_package(
         ecka(smdp_otsk, euicc_public), key_type=KEY_TYPE_AES, key_length=KEY_LENGTH, host_id=host_id, eid=eid
     )
     bsp = BspSender(keys)
-    configure_isdp = asn1.rsp().encode("ConfigureISDPRequest", {})
     body = (
         initialise_secure_channel
-        + tlv(0xA0, b"".join(bsp.encrypt_and_mac(0x87, configure_isdp)))
+        + tlv(0xA0, b"".join(bsp.encrypt_and_mac(0x87, configure_isdp_request())))
         + tlv(0xA1, b"".join(bsp.mac_only(0x88, store_metadata)))
         + tlv(0xA3, b"".join(bsp.encrypt_and_mac(0x86, profile)))
     )

@@ -136,11 +136,12 @@ class DownloadService:
             profile = await self._select_profile(db, euicc)
             chain = self.credentials.chain_for(row.ci_pkid)
             assert chain is not None  # chosen by initiateAuthentication from the same credentials
+            row.store_metadata = _store_metadata(profile, row)
             offer = es9.authenticate_client_response(
                 transaction_id=row.transaction_id,
                 chain=chain,
                 euicc_signature1=euicc.euicc_signature1,
-                store_metadata=_store_metadata(profile, row),
+                store_metadata=row.store_metadata,
                 cc_required=profile.cc_hash is not None,
                 bpp_euicc_otpk=profile.last_euicc_otpk if profile.eid == euicc.eid else None,
             )
@@ -242,7 +243,7 @@ class DownloadService:
             euicc_otpk=euicc_otpk,
             smdp_otsk=otsk,
             dppb_key=chain.dppb_key,
-            store_metadata=_store_metadata(profile, row),
+            store_metadata=row.store_metadata or _store_metadata(profile, row),
             profile=profile.der,
         )
         if not profile.reusable:

@@ -83,6 +83,8 @@ class DownloadSession(SQLModel, table=True):
     # ctxParamsForCommonAuthentication carried a matching ID: the default SM-DP+ flow has none.
     matching_id: str | None = Field(default=None, max_length=255)
     smdp_signature2: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # the StoreMetadataRequest sent as profileMetadata: the BPP's '88' segments must carry the same bytes
+    store_metadata: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     status_code: str | None = Field(default=None, max_length=32)  # subject/reason of a failure
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
