@@ -227,3 +227,35 @@ def test_encode_imsi_follows_ts_31_102_and_decodes_back(imsi: str, content: str)
 def test_encode_imsi_rejects_malformed_imsis(bad: str) -> None:
     with pytest.raises(ValueError):
         encode_imsi(bad)
+
+
+def _demo_with_usim(change) -> bytes:  # type: ignore[no-untyped-def]
+    der = build_demo_profile("8949000000000000018", "001010000000001", bytes(16), bytes(16))
+    package = decode_profile_package(der)
+    parts = []
+    for element in package.elements:
+        if element.name == "usim":
+            value = dict(element.value)
+            change(value)
+            parts.append(saip().encode("ProfileElement", ("usim", value)))
+        else:
+            parts.append(element.raw)
+    return b"".join(parts)
+
+
+def test_two_files_with_one_file_id_in_a_df_are_rejected() -> None:
+    def clash(usim: dict) -> None:  # type: ignore[type-arg]
+        usim["ef-imsi"] = [("fileDescriptor", {"fileID": bytes.fromhex("6F07")})] + list(usim["ef-imsi"])
+        usim["ef-spn"] = [("fileDescriptor", {"fileID": bytes.fromhex("6F07")})] + list(usim["ef-spn"])
+
+    with pytest.raises(SaipError, match=r"PE #4 \(usim\): ef-spn and ef-imsi both have file ID 6F07 in adf-usim"):
+        validate_profile_package(_demo_with_usim(clash))
+
+
+def test_content_beyond_the_declared_file_size_is_rejected() -> None:
+    def overflow(usim: dict) -> None:  # type: ignore[type-arg]
+        usim["ef-imsi"] = [("fileDescriptor", {"efFileSize": b"\x09"}), ("fillFileContent", bytes(9)),
+                           ("fillFileOffset", 2), ("fillFileContent", b"\x01")]  # fmt: skip
+
+    with pytest.raises(SaipError, match=r"ef-imsi: content reaches byte 12, beyond its declared size of 9 bytes"):
+        validate_profile_package(_demo_with_usim(overflow))

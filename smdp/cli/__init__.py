@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = profile.add_parser("list", help="list profiles")
     common_options(lst, database=True, json_output=True)
     lst.set_defaults(handler=cmd_profile_list)
+    from smdp.cli import profiles as profile_commands
+
+    profile_commands.add_commands(sub, profile, common_options)
 
     from smdp.cli import lpa as lpa_commands
 

@@ -98,4 +98,7 @@ def add_commands(sub: Any, common: Any) -> None:
     nt.add_argument("--send", action="store_true")
     nt.add_argument("--json", action="store_true")
     nt.set_defaults(handler=cmd_lpa_notifications)
+    from smdp.cli import policy as policy_commands
+
+    policy_commands.add_commands(lpa, _lpa_common)
 

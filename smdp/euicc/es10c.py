@@ -47,6 +47,7 @@ _FIELD_TAGS = {
     "notificationConfigurationInfo": 0xB6,
     "profileOwner": 0xB7,
     "profilePolicyRules": 0x99,
+    "serviceSpecificDataStoredInEuicc": 0xBF22,
 }
 _PROFILE_CLASS_OPERATIONAL = 2
 _PROFILE_CLASS_TEST = 0
@@ -71,7 +72,8 @@ def profile_info(profile: InstalledProfile) -> dict[str, Any]:
     if profile.nickname is not None:
         info["profileNickname"] = profile.nickname
     for name in ("serviceProviderName", "profileName", "iconType", "icon", "profileClass",
-                 "notificationConfigurationInfo", "profileOwner", "profilePolicyRules"):  # fmt: skip
+                 "notificationConfigurationInfo", "profileOwner", "profilePolicyRules",
+                 "serviceSpecificDataStoredInEuicc"):  # fmt: skip
         if name in metadata:
             info[name] = metadata[name]
     return info

@@ -294,7 +294,8 @@ def validate_profile_package(der: bytes) -> ProfilePackage:
     ICCID is BCD and equals EF.ICCID when the PE-MF writes one (the eUICC checks the
     SGP.22 metadata ICCID against EF.ICCID, and the SM-DP+ takes it from the header);
     every NAA and algorithm the header's mandatory services name is present; every
-    template a PE uses is listed in eUICC-Mandatory-GFSTEList.
+    template a PE uses is listed in eUICC-Mandatory-GFSTEList; within one DF of a PE no two
+    files declare the same file ID, and no file is filled beyond the size it declares.
     """
     package = decode_profile_package(der)
     elements = package.elements
@@ -333,6 +334,7 @@ def validate_profile_package(der: bytes) -> ProfilePackage:
     if ef_iccid is not None and ef_iccid != iccid:
         raise SaipError(f"ProfileHeader ICCID {iccid} differs from EF.ICCID content {ef_iccid}")
     _check_mandatory_services(package, names)
+    _check_files(package)
     listed = set(package.mandatory_templates)
     for index, element in enumerate(elements):
         template = element.value.get("templateID") if isinstance(element.value, dict) else None
@@ -365,3 +367,49 @@ def _check_mandatory_services(package: ProfilePackage, names: list[str]) -> None
             )
     if "cave" in services and "cdmaParameter" not in names:
         raise SaipError("header requires service 'cave' but the package has no PE-CDMAParameter")
+
+
+def _check_files(package: ProfilePackage) -> None:
+    """File IDs unique per DF, and content within the declared file size, in every PE.
+
+    A PE lists its DFs and EFs in template order, each DF (``df-*``, ``adf-*``, ``mf``) followed by
+    its own files, so the last DF seen is the parent of the files after it."""
+    for index, element in enumerate(package.elements):
+        if not isinstance(element.value, dict):
+            continue
+        directory, seen = "", {}  # type: ignore[var-annotated]
+        for key, member in element.value.items():
+            if not isinstance(member, list) or not member or not isinstance(member[0], tuple):
+                continue
+            fcp = next((item for kind, item in member if kind == "fileDescriptor" and isinstance(item, dict)), {})
+            if key == "mf" or key.startswith(("df-", "adf-")):
+                directory, seen = key, {}
+            file_id = fcp.get("fileID")
+            if file_id is not None:
+                fid = bytes(file_id).hex().upper()
+                if fid in seen and seen[fid] != key:
+                    raise SaipError(
+                        f"PE #{index} ({element.name}): {key} and {seen[fid]} both have file ID {fid}"
+                        + (f" in {directory}" if directory else "")
+                    )
+                seen[fid] = key
+            if "efFileSize" in fcp:
+                size = int.from_bytes(fcp["efFileSize"], "big")
+                end = _content_end(member)
+                if end > size:
+                    raise SaipError(
+                        f"PE #{index} ({element.name}) {key}: content reaches byte {end}, "
+                        f"beyond its declared size of {size} bytes"
+                    )
+
+
+def _content_end(file: list[tuple[str, Any]]) -> int:
+    """One past the last byte a SAIP File's fill commands write (offsets are relative moves)."""
+    position = end = 0
+    for kind, item in file:
+        if kind == "fillFileContent":
+            position += len(item)
+            end = position
+        elif kind == "fillFileOffset":
+            position += item
+    return end

@@ -4,7 +4,11 @@ JSON form::
 
     {"serviceProviderName": "...", "profileName": "...", "profileClass": "test|provisioning|operational",
      "iconType": "jpg|png", "icon": "<base64>", "profilePolicyRules": ["ppr1", "ppr2"],
-     "notificationConfigurationInfo": [{"events": ["install", "enable", "disable", "delete"], "address": "host"}]}
+     "notificationConfigurationInfo": [{"events": ["install", "enable", "disable", "delete"], "address": "host"}],
+     "policy": {<travel policy document, see smdp.profiles.policy>}}
+
+The policy goes into serviceSpecificDataStoredInEuicc (SGP.22 v2.4+, after the extension marker, so older
+LPAs and eUICCs skip it) under our OID, and its profilePolicyRules join the standard PPR bits.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from smdp.codec import asn1, b64
+from smdp.profiles.policy import parse_policy
+from smdp.profiles.policy_codec import policy_extension
 from smdp.profiles.saip import encode_iccid
 
 PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
@@ -38,6 +44,12 @@ def bit_names(bits: tuple[bytes, int], alphabet: tuple[str, ...]) -> list[str]:
     return [name for i, name in enumerate(alphabet) if i < length and data[i // 8] & (0x80 >> (i % 8))]
 
 
+def profile_pprs(metadata: dict[str, Any]) -> list[str]:
+    """The Profile's PPRs: the metadata's own plus those its policy document asks for."""
+    policy = metadata.get("policy") or {}
+    return sorted(set(metadata.get("profilePolicyRules", [])) | set(policy.get("profilePolicyRules", [])))
+
+
 def store_metadata_value(iccid: str, metadata: dict[str, Any]) -> dict[str, Any]:
     value: dict[str, Any] = {
         "iccid": encode_iccid(iccid),
@@ -49,13 +61,17 @@ def store_metadata_value(iccid: str, metadata: dict[str, Any]) -> dict[str, Any]
         value["icon"] = b64.b64decode(metadata["icon"])
     if "profileClass" in metadata:
         value["profileClass"] = PROFILE_CLASSES[metadata["profileClass"]]
-    if metadata.get("profilePolicyRules"):
-        value["profilePolicyRules"] = bit_string(metadata["profilePolicyRules"], PPR_BITS)
+    policy = parse_policy(metadata["policy"]) if metadata.get("policy") else None
+    pprs = profile_pprs(metadata)
+    if pprs:
+        value["profilePolicyRules"] = bit_string(pprs, PPR_BITS)
     if metadata.get("notificationConfigurationInfo"):
         value["notificationConfigurationInfo"] = [
             {"profileManagementOperation": bit_string(n["events"], EVENT_BITS), "notificationAddress": n["address"]}
             for n in metadata["notificationConfigurationInfo"]
         ]
+    if policy is not None:
+        value["serviceSpecificDataStoredInEuicc"] = [policy_extension(policy)]
     return value
 
 
@@ -69,4 +85,4 @@ def forbidden_pprs(euicc_info2: dict[str, Any], metadata: dict[str, Any]) -> lis
     if not forbidden:
         return []
     refused = set(bit_names(forbidden, PPR_BITS))
-    return [p for p in metadata.get("profilePolicyRules", []) if p in refused]
+    return [p for p in profile_pprs(metadata) if p in refused]

@@ -1,0 +1,178 @@
+"""``smdp profile inspect|generate`` and ``smdp profile-type create|list``: SAIP packages, profile
+types and batch personalization (see smdp.services.profile_types)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from smdp.cli import CliError, print_result, settings_of
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _read_document(path: str, what: str) -> Any:
+    import tomllib
+
+    text = _read(path, what).decode("utf-8", errors="replace")
+    try:
+        return tomllib.loads(text) if path.lower().endswith(".toml") else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"{what} {path} is not valid {'TOML' if path.lower().endswith('.toml') else 'JSON'}: {exc}") from None
+
+
+async def cmd_profile_inspect(args: argparse.Namespace) -> int:
+    from smdp.profiles.inspect import inspect_package, render_tree
+    from smdp.profiles.saip import SaipError, decode_profile_package, validate_profile_package
+
+    der = _read(args.file, "profile package")
+    try:
+        package = validate_profile_package(der)
+        problem = None
+    except SaipError as exc:
+        problem = str(exc)
+        try:
+            package = decode_profile_package(der)
+        except SaipError:
+            raise CliError(f"{args.file}: {exc}") from None
+    view = inspect_package(package)
+    view["valid"], view["problem"] = problem is None, problem
+    text = render_tree(view) + (f"\nINVALID: {problem}" if problem else "\nvalid")
+    print_result(args, view, text)
+    return 0 if problem is None else 1
+
+
+async def _db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from smdp.store.db import Database
+
+    db = Database(settings_of(args).database_url)
+    await db.create_all()
+    return db
+
+
+async def cmd_profile_type_create(args: argparse.Namespace) -> int:
+    from smdp.profiles.policy import PolicyError, load_policy
+    from smdp.services.profile_types import ProfileTypeError, create_profile_type
+
+    template = _read(args.template, "template")
+    metadata = _read_document(args.metadata, "metadata") if args.metadata else None
+    policy = None
+    if args.policy:
+        try:
+            policy = load_policy(Path(args.policy)).to_json()
+        except PolicyError as exc:
+            raise CliError(f"policy {args.policy}: {exc}") from None
+    db = await _db(args)
+    try:
+        row = await create_profile_type(db, args.name, template, metadata=metadata, policy=policy, algorithm=args.algorithm)
+    except ProfileTypeError as exc:
+        raise CliError(f"profile type {args.name!r}: {exc}") from None
+    finally:
+        await db.dispose()
+    result = {"name": row.name, "algorithm": row.algorithm, "policy": (row.policy or {}).get("name")}
+    print_result(args, result, f"profile type {row.name!r} created (AKA: {row.algorithm}"
+                               f"{', policy ' + repr(result['policy']) if result['policy'] else ''})")  # fmt: skip
+    return 0
+
+
+async def cmd_profile_type_list(args: argparse.Namespace) -> int:
+    from smdp.services.profile_types import list_profile_types
+
+    db = await _db(args)
+    try:
+        rows = await list_profile_types(db)
+    finally:
+        await db.dispose()
+    lines = [f"{r['name']:<24} {r['algorithm']:<9} {r['policy'] or '-':<24} "
+             f"{', '.join(f'{k} {v}' for k, v in sorted(r['profiles'].items())) or 'no profiles'}" for r in rows]  # fmt: skip
+    print_result(args, rows, "\n".join(lines) or "no profile types")
+    return 0
+
+
+async def cmd_profile_generate(args: argparse.Namespace) -> int:
+    from smdp.cli import _operator_id
+    from smdp.cli.progress import ProgressBar
+    from smdp.profiles.generate import IdentityRange
+    from smdp.services.profile_types import ProfileTypeError, generate_profiles
+
+    try:
+        identities = IdentityRange(args.iccid_start, args.imsi_start, args.count)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    op = None
+    if args.op_file:
+        text = _read(args.op_file, "OP file").decode("ascii", errors="replace").strip()
+        try:
+            op = bytes.fromhex(text)
+        except ValueError:
+            raise CliError(f"OP file {args.op_file} must hold 32 hex digits") from None
+    settings = settings_of(args)
+    key_file = Path(args.key_file) if args.key_file else settings.data_dir / f"keys-{args.type}-{args.iccid_start}.csv"
+    db = await _db(args)
+    bar = ProgressBar(args.count, f"generating {args.type}", enabled=True if args.progress else None)
+    try:
+        operator_id = await _operator_id(db, settings.data_dir, args.operator) if args.operator else None
+        result = await generate_profiles(
+            db, args.type, identities, key_file=key_file, op=op,
+            activation_codes=Path(args.activation_codes) if args.activation_codes else None,
+            smdp_address=args.smdp_address, operator_id=operator_id, progress=bar.update,
+        )  # fmt: skip
+    except ProfileTypeError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        bar.close()
+        await db.dispose()
+    summary = {"profileType": result.profile_type, "count": result.count, "firstIccid": result.first_iccid,
+               "lastIccid": result.last_iccid, "seconds": round(result.seconds, 2),
+               "profilesPerSecond": round(result.per_second, 1), "keyFile": str(result.key_file),
+               "activationCodes": str(result.activation_codes) if result.activation_codes else None}  # fmt: skip
+    text = (f"generated {result.count} profiles of {result.profile_type!r} ({result.first_iccid} .. {result.last_iccid}) "
+            f"in {result.seconds:.1f} s, {result.per_second:,.0f}/s\nkey file (mode 0600): {result.key_file}")  # fmt: skip
+    if result.activation_codes:
+        text += f"\nactivation codes: {result.activation_codes}"
+    print_result(args, summary, text)
+    return 0
+
+
+def add_commands(sub: Any, profile: Any, common: Any) -> None:
+    """``profile inspect`` and ``profile generate`` on the ``profile`` subparsers; ``profile-type``."""
+    ins = profile.add_parser("inspect", help="show a SAIP profile package as a tree (and validate it)")
+    common(ins, json_output=True)
+    ins.add_argument("file")
+    ins.set_defaults(handler=cmd_profile_inspect)
+
+    gen = profile.add_parser("generate", help="personalize N profiles of a profile type")
+    common(gen, database=True, json_output=True)
+    gen.add_argument("--type", required=True, help="profile type name")
+    gen.add_argument("--count", type=int, required=True)
+    gen.add_argument("--iccid-start", required=True, help="first ICCID without its check digit (18 or 19 digits)")
+    gen.add_argument("--imsi-start", required=True, help="first IMSI (15 digits)")
+    gen.add_argument("--op-file", help="file with the operator's OP (32 hex digits): OPc = MILENAGE OPc(Ki, OP)")
+    gen.add_argument("--key-file", help="where to write the operator key file (default: DATA_DIR/keys-TYPE-ICCID.csv)")
+    gen.add_argument("--activation-codes", metavar="FILE.csv",
+                     help="give each profile a matching ID (Released, ready to download) and write ICCID,activation code")
+    gen.add_argument("--smdp-address", default="127.0.0.1:8443", help="SM-DP+ address in the activation codes")
+    gen.add_argument("--operator", help="operator owning the profiles (for ES2+ orders)")
+    gen.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    gen.set_defaults(handler=cmd_profile_generate)
+
+    types = sub.add_parser("profile-type", help="profile types").add_subparsers(dest="profile_type_command", required=True)
+    create = types.add_parser("create", help="register a template with its metadata defaults and policy")
+    common(create, database=True, json_output=True)
+    create.add_argument("name")
+    create.add_argument("--template", required=True, help="SAIP profile package (DER)")
+    create.add_argument("--metadata", help="metadata defaults, JSON or TOML (serviceProviderName, profileName, ...)")
+    create.add_argument("--policy", help="travel policy, JSON or TOML (see examples/policies/)")
+    create.add_argument("--algorithm", choices=["milenage", "template"], default="milenage",
+                        help="AKA: Milenage with generated Ki/OPc (default) or the template's algorithm with a generated key")
+    create.set_defaults(handler=cmd_profile_type_create)
+    lst = types.add_parser("list", help="profile types and their profiles by state")
+    common(lst, database=True, json_output=True)
+    lst.set_defaults(handler=cmd_profile_type_list)
