@@ -29,6 +29,15 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
 
 
+def local_server_address(settings: Settings) -> str | None:
+    """host:port of the `smdp serve` that last ran on this data directory (DATA_DIR/server.json)."""
+    info = settings.data_dir / "server.json"
+    try:
+        return str(json.loads(info.read_text())["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def print_result(args: argparse.Namespace, value: Any, text: str) -> None:
     print(json.dumps(value, indent=None if args.json else 2) if args.json else text)
 

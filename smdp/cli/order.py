@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, print_result, settings_of
+from smdp.cli import CliError, local_server_address, print_result, settings_of
 from smdp.operator_client import Es2Client, Es2Error
 from smdp.rsp.activation import ActivationCode
 
@@ -25,10 +24,10 @@ def client_from_args(args: argparse.Namespace) -> Es2Client:
     settings = settings_of(args)
     url, token, ca = args.url, args.token, Path(args.ca) if args.ca else None
     if url is None:
-        info = settings.data_dir / "server.json"
-        if not info.exists():
-            raise CliError(f"no --url and no local server found ({info} is missing: is `smdp serve` running?)")
-        url = "https://" + json.loads(info.read_text())["address"]
+        address = local_server_address(settings)
+        if address is None:
+            raise CliError(f"no --url and no local server found in {settings.data_dir}: is `smdp serve` running?")
+        url = "https://" + address
         if ca is None and not args.insecure and settings.pki_manifest.exists():
             ca = load_server_credentials(settings.pki_manifest).tls_ca_cert_path
     if token is None:

@@ -97,7 +97,7 @@ async def cmd_profile_type_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_profile_generate(args: argparse.Namespace) -> int:
-    from smdp.cli import _operator_id
+    from smdp.cli import _operator_id, local_server_address
     from smdp.cli.progress import ProgressBar
     from smdp.profiles.generate import IdentityRange
     from smdp.services.profile_types import ProfileTypeError, generate_profiles
@@ -118,11 +118,11 @@ async def cmd_profile_generate(args: argparse.Namespace) -> int:
     db = await _db(args)
     bar = ProgressBar(args.count, f"generating {args.type}", enabled=True if args.progress else None)
     try:
-        operator_id = await _operator_id(db, settings.data_dir, args.operator) if args.operator else None
+        operator_id = await _operator_id(db, settings.data_dir, args.operator or "default")
         result = await generate_profiles(
             db, args.type, identities, key_file=key_file, op=op,
             activation_codes=Path(args.activation_codes) if args.activation_codes else None,
-            smdp_address=args.smdp_address, operator_id=operator_id, progress=bar.update,
+            smdp_address=args.smdp_address or local_server_address(settings) or "127.0.0.1:8443", operator_id=operator_id, progress=bar.update,
         )  # fmt: skip
     except ProfileTypeError as exc:
         raise CliError(str(exc)) from None
@@ -158,7 +158,7 @@ def add_commands(sub: Any, profile: Any, common: Any) -> None:
     gen.add_argument("--key-file", help="where to write the operator key file (default: DATA_DIR/keys-TYPE-ICCID.csv)")
     gen.add_argument("--activation-codes", metavar="FILE.csv",
                      help="give each profile a matching ID (Released, ready to download) and write ICCID,activation code")
-    gen.add_argument("--smdp-address", default="127.0.0.1:8443", help="SM-DP+ address in the activation codes")
+    gen.add_argument("--smdp-address", help="SM-DP+ address in the activation codes (default: the local server's)")
     gen.add_argument("--operator", help="operator owning the profiles (for ES2+ orders)")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     gen.set_defaults(handler=cmd_profile_generate)
