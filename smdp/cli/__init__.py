@@ -68,7 +68,8 @@ async def cmd_pki_init(args: argparse.Namespace) -> int:
 # --- profile ---------------------------------------------------------------------------------------
 
 
-async def _database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The database of the data directory (or --database-url), tables created if missing."""
     from smdp.store.db import Database
 
     db = Database(settings_of(args).database_url)
@@ -90,7 +91,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
             metadata = json.loads(Path(args.metadata).read_text())
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read metadata {args.metadata}: {exc}") from None
-    db = await _database(args)
+    db = await open_database(args)
     try:
         imported = await import_profile(
             db,
@@ -100,7 +101,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
             confirmation_code=args.confirmation_code,
             metadata=metadata,
             reusable=args.reusable,
-            operator_id=await _operator_id(db, settings_of(args).data_dir, args.operator),
+            operator_id=await operator_id_by_name(db, settings_of(args).data_dir, args.operator),
             profile_type=args.profile_type,
             stock=args.stock,
         )
@@ -123,7 +124,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _operator_id(db, data_dir: Path, name: str) -> int:  # type: ignore[no-untyped-def]
+async def operator_id_by_name(db, data_dir: Path, name: str) -> int:  # type: ignore[no-untyped-def]
     from smdp.services.operators import DEFAULT_OPERATOR, ensure_default_operator
     from smdp.store.orders import operator_by_name
 
@@ -139,7 +140,7 @@ async def _operator_id(db, data_dir: Path, name: str) -> int:  # type: ignore[no
 async def cmd_profile_list(args: argparse.Namespace) -> int:
     from smdp.services.profiles import list_profiles
 
-    db = await _database(args)
+    db = await open_database(args)
     try:
         rows = await list_profiles(db)
     finally:

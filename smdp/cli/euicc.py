@@ -12,13 +12,13 @@ import asyncio
 from typing import Any
 
 from smdp.cli import CliError, print_result
-from smdp.cli.lpa import _euicc
+from smdp.cli.lpa import open_virtual_euicc
 
 
 def _card(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from smdp.euicc.apdu import IsdrCard
 
-    return IsdrCard(_euicc(args))
+    return IsdrCard(open_virtual_euicc(args))
 
 
 async def cmd_euicc_lpac(args: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ async def cmd_euicc_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_euicc_info(args: argparse.Namespace) -> int:
-    euicc = _euicc(args)
+    euicc = open_virtual_euicc(args)
     value: dict[str, Any] = {
         "eid": euicc.eid,
         "state": str(euicc.state_path),

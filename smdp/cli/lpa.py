@@ -10,7 +10,7 @@ from typing import Any
 from smdp.cli import CliError, print_result, settings_of
 
 
-def _euicc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def open_virtual_euicc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from smdp.euicc.euicc import VirtualEuicc
 
     settings = settings_of(args)
@@ -20,7 +20,7 @@ def _euicc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return VirtualEuicc.open(path, manifest=settings.pki_manifest, curve=args.curve)
 
 
-def _es9_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def es9_client_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from smdp.lpa.es9client import Es9Client
     from smdp.pki.store import load_server_credentials
 
@@ -36,8 +36,8 @@ def _es9_client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 async def cmd_lpa_download(args: argparse.Namespace) -> int:
     from smdp.lpa.download import download
 
-    euicc = _euicc(args)
-    async with _es9_client(args) as client:
+    euicc = open_virtual_euicc(args)
+    async with es9_client_from_args(args) as client:
         result = await download(
             euicc, args.activation_code, confirmation_code=args.confirmation_code, client=client, cancel_at=args.cancel_at
         )
@@ -48,7 +48,7 @@ async def cmd_lpa_download(args: argparse.Namespace) -> int:
 async def cmd_lpa_list(args: argparse.Namespace) -> int:
     rows = [
         {"iccid": p.iccid, "state": p.state, "name": p.profile_name, "serviceProvider": p.service_provider_name}
-        for p in _euicc(args).installed_profiles()
+        for p in open_virtual_euicc(args).installed_profiles()
     ]
     lines = [f"{r['iccid']:<20} {r['state']:<9} {r['name']}" for r in rows]
     print_result(args, rows, "\n".join(lines) or "no profiles installed")
@@ -59,12 +59,12 @@ async def cmd_lpa_notifications(args: argparse.Namespace) -> int:
     from smdp.lpa import es10
     from smdp.lpa.download import process_notifications
 
-    euicc = _euicc(args)
+    euicc = open_virtual_euicc(args)
     if not args.send:
         rows = [{"seqNumber": n.seq_number, "event": n.event, "address": n.address, "iccid": n.iccid} for n in es10.list_notifications(euicc)]
         print_result(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {r['iccid'] or '-':<20} {r['address']}" for r in rows) or "no pending notifications")
         return 0
-    async with _es9_client(args) as client:
+    async with es9_client_from_args(args) as client:
         deliveries = await process_notifications(euicc, client)
     rows = [{"seqNumber": d.seq_number, "event": d.event, "delivered": d.delivered, "error": d.error} for d in deliveries]
     print_result(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {'delivered' if r['delivered'] else r['error']}" for r in rows) or "nothing to send")

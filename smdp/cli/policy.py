@@ -12,11 +12,11 @@ from smdp.cli import CliError, print_result
 
 
 def _read(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from smdp.cli.lpa import _euicc
+    from smdp.cli.lpa import open_virtual_euicc
     from smdp.lpa.es10 import Es10Error
     from smdp.lpa.policy import read_policy
 
-    euicc = _euicc(args)
+    euicc = open_virtual_euicc(args)
     profile = next((p for p in euicc.installed_profiles() if p.iccid == args.iccid), None)
     if profile is None:
         raise CliError(f"no Profile with ICCID {args.iccid} in {euicc.state_path}")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, print_result, settings_of
+from smdp.cli import CliError, open_database, print_result, settings_of
 
 
 def _read(path: str, what: str) -> bytes:
@@ -49,14 +49,6 @@ async def cmd_profile_inspect(args: argparse.Namespace) -> int:
     return 0 if problem is None else 1
 
 
-async def _db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from smdp.store.db import Database
-
-    db = Database(settings_of(args).database_url)
-    await db.create_all()
-    return db
-
-
 async def cmd_profile_type_create(args: argparse.Namespace) -> int:
     from smdp.profiles.policy import PolicyError, load_policy
     from smdp.services.profile_types import ProfileTypeError, create_profile_type
@@ -69,7 +61,7 @@ async def cmd_profile_type_create(args: argparse.Namespace) -> int:
             policy = load_policy(Path(args.policy)).to_json()
         except PolicyError as exc:
             raise CliError(f"policy {args.policy}: {exc}") from None
-    db = await _db(args)
+    db = await open_database(args)
     try:
         row = await create_profile_type(db, args.name, template, metadata=metadata, policy=policy, algorithm=args.algorithm)
     except ProfileTypeError as exc:
@@ -85,7 +77,7 @@ async def cmd_profile_type_create(args: argparse.Namespace) -> int:
 async def cmd_profile_type_list(args: argparse.Namespace) -> int:
     from smdp.services.profile_types import list_profile_types
 
-    db = await _db(args)
+    db = await open_database(args)
     try:
         rows = await list_profile_types(db)
     finally:
@@ -97,7 +89,7 @@ async def cmd_profile_type_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_profile_generate(args: argparse.Namespace) -> int:
-    from smdp.cli import _operator_id, local_server_address
+    from smdp.cli import local_server_address, operator_id_by_name
     from smdp.cli.progress import ProgressBar
     from smdp.profiles.generate import IdentityRange
     from smdp.services.profile_types import ProfileTypeError, generate_profiles
@@ -115,10 +107,10 @@ async def cmd_profile_generate(args: argparse.Namespace) -> int:
             raise CliError(f"OP file {args.op_file} must hold 32 hex digits") from None
     settings = settings_of(args)
     key_file = Path(args.key_file) if args.key_file else settings.data_dir / f"keys-{args.type}-{args.iccid_start}.csv"
-    db = await _db(args)
+    db = await open_database(args)
     bar = ProgressBar(args.count, f"generating {args.type}", enabled=True if args.progress else None)
     try:
-        operator_id = await _operator_id(db, settings.data_dir, args.operator or "default")
+        operator_id = await operator_id_by_name(db, settings.data_dir, args.operator or "default")
         result = await generate_profiles(
             db, args.type, identities, key_file=key_file, op=op,
             activation_codes=Path(args.activation_codes) if args.activation_codes else None,
