@@ -219,3 +219,26 @@ async def test_callbacks_survive_a_failing_endpoint_and_a_restart(tmp_path: Path
         async with restarted.db.transaction() as db:
             events = (await db.exec(select(OutboxEvent).order_by(OutboxEvent.id))).all()
         assert all(e.delivered_at is not None for e in events) and events[0].attempts >= 2
+
+
+async def test_profile_type_lifecycle_settings_reach_orders_and_downloads(server: RunningServer, es2, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A profile type's order validity, attempt limit and reusability apply to the profiles made from it."""
+    import os
+
+    from smdp.profiles.demo import build_demo_profile
+    from smdp.profiles.generate import IdentityRange
+    from smdp.services.profile_types import create_profile_type, generate_profiles
+    from tests.es2_tools import operator_id
+
+    template = build_demo_profile("8999000000000000001", "001010000000001", os.urandom(16), os.urandom(16))
+    await create_profile_type(server.db, "bench", template, algorithm="template", reusable=True, max_download_attempts=3, order_validity_days=2)
+    await generate_profiles(server.db, "bench", IdentityRange("899911000000000000", "001010000000500", 1),
+                            key_file=tmp_path / "keys.csv", operator_id=await operator_id(server, "acme"))
+    order = await place_order(es2, profile_type="bench")
+    async with server.db.transaction() as db:
+        profile = (await db.exec(select(Profile).where(Profile.iccid == order.iccid))).one()
+    assert profile.reusable and profile.max_download_attempts == 3
+    expires = profile.expires_at if profile.expires_at.tzinfo else profile.expires_at.replace(tzinfo=timezone.utc)
+    assert timedelta(days=1, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=2)
+    results = [await run_download(open_euicc(tmp_path, server.manifest, name=f"bench{n}"), order.activation_code) for n in range(4)]
+    assert [r.ok for r in results] == [True, True, True, False] and codes(results[3]) == ("8.8.5", "6.4")

@@ -63,7 +63,10 @@ async def cmd_profile_type_create(args: argparse.Namespace) -> int:
             raise CliError(f"policy {args.policy}: {exc}") from None
     db = await open_database(args)
     try:
-        row = await create_profile_type(db, args.name, template, metadata=metadata, policy=policy, algorithm=args.algorithm)
+        row = await create_profile_type(
+            db, args.name, template, metadata=metadata, policy=policy, algorithm=args.algorithm, reusable=args.reusable,
+            max_download_attempts=args.max_attempts, order_validity_days=args.order_validity_days,
+        )
     except ProfileTypeError as exc:
         raise CliError(f"profile type {args.name!r}: {exc}") from None
     finally:
@@ -162,6 +165,9 @@ def add_commands(sub: Any, profile: Any, common: Any) -> None:
     create.add_argument("--template", required=True, help="SAIP profile package (DER)")
     create.add_argument("--metadata", help="metadata defaults, JSON or TOML (serviceProviderName, profileName, ...)")
     create.add_argument("--policy", help="travel policy, JSON or TOML (see examples/policies/)")
+    create.add_argument("--reusable", action="store_true", help="R&D: its profiles stay downloadable any number of times")
+    create.add_argument("--max-attempts", type=int, help="download attempts allowed per profile")
+    create.add_argument("--order-validity-days", type=int, help="an ES2+ order for one of its profiles expires after this")
     create.add_argument("--algorithm", choices=["milenage", "template"], default="milenage",
                         help="AKA: Milenage with generated Ki/OPc (default) or the template's algorithm with a generated key")
     create.set_defaults(handler=cmd_profile_type_create)

@@ -28,7 +28,7 @@ from smdp.rsp.status import (
     PROFILE_TYPE_UNKNOWN,
     RspError,
 )
-from smdp.store import repo
+from smdp.store import catalog, repo
 from smdp.store.db import Database
 from smdp.store.orders import Operator
 from smdp.store.tables import Profile
@@ -78,9 +78,17 @@ class OrderService:
                 profile = await self._available_of_type(db, operator, str(profile_type))
             self._move(profile, S.LINKED if eid else S.ALLOCATED)
             profile.eid = eid
-            profile.expires_at = _now() + self.order_validity
+            profile.expires_at = _now() + await self._validity(db, profile)
             await repo.save(db, profile)
         return {"iccid": profile.iccid}
+
+    async def _validity(self, db: AsyncSession, profile: Profile) -> timedelta:
+        """The order validity: the profile type's if it sets one, else the server's default."""
+        if profile.profile_type:
+            profile_type = await catalog.profile_type_by_name(db, profile.profile_type)
+            if profile_type is not None and profile_type.order_validity_days:
+                return timedelta(days=profile_type.order_validity_days)
+        return self.order_validity
 
     async def _available_of_type(self, db: AsyncSession, operator: Operator, profile_type: str) -> Profile:
         base = select(Profile).where(Profile.operator_id == operator.id, Profile.profile_type == profile_type)

@@ -92,8 +92,14 @@ async def create_profile_type(
     metadata: dict[str, Any] | None = None,
     policy: dict[str, Any] | None = None,
     algorithm: str = "milenage",
+    reusable: bool = False,
+    max_download_attempts: int | None = None,
+    order_validity_days: int | None = None,
 ) -> catalog.ProfileType:
     """Check and store a profile type (ProfileTypeError naming what is wrong; nothing stored then)."""
+    for label, number in (("max_download_attempts", max_download_attempts), ("order_validity_days", order_validity_days)):
+        if number is not None and number < 1:
+            raise ProfileTypeError(f"{label} must be at least 1, got {number}")
     if not name or len(name) > 64 or not name.isprintable():
         raise ProfileTypeError(f"profile type name must be 1 to 64 printable characters, got {name!r}")
     if algorithm not in ALGORITHMS:
@@ -123,7 +129,9 @@ async def create_profile_type(
     except Exception as exc:  # KeyError for unknown names, and asn1tools' own error types
         raise ProfileTypeError(f"metadata does not make a valid StoreMetadataRequest: {exc!r}") from None
     row = catalog.ProfileType(name=name, template_der=template_der, profile_metadata=defaults,
-                              policy=parsed.to_json() if parsed else None, algorithm=algorithm)  # fmt: skip
+                              policy=parsed.to_json() if parsed else None, algorithm=algorithm,
+                              reusable=reusable, max_download_attempts=max_download_attempts,
+                              order_validity_days=order_validity_days)  # fmt: skip
     try:
         async with db.transaction() as session:
             if await catalog.profile_type_by_name(session, name) is not None:
@@ -203,7 +211,7 @@ async def generate_profiles(
                 if codes_out is not None and matching_id:
                     codes_out.write([iccid, str(ActivationCode(smdp_address, matching_id))])
                 if len(batch) == BATCH or number == identities.count:
-                    await _store_batch(db, batch, profile_type.name, metadata, operator_id)
+                    await _store_batch(db, batch, profile_type, metadata, operator_id)
                     created.extend(p["iccid"] for p in batch)
                     batch = []
                     if progress is not None:
@@ -234,7 +242,8 @@ def _optional_csv(path: Path | None) -> Any:
 
 
 async def _store_batch(
-    db: Database, batch: list[dict[str, Any]], type_name: str, metadata: dict[str, Any], operator_id: int | None
+    db: Database, batch: list[dict[str, Any]], profile_type: catalog.ProfileType, metadata: dict[str, Any],
+    operator_id: int | None,
 ) -> None:
     released = ProfileState.RELEASED.value
     available = ProfileState.AVAILABLE.value
@@ -246,7 +255,8 @@ async def _store_batch(
             session.add(Profile(
                 iccid=item["iccid"], matching_id=item["matching_id"], der=item["der"],
                 state=released if item["matching_id"] else available, profile_metadata=metadata,
-                profile_type=type_name, operator_id=operator_id,
+                profile_type=profile_type.name, operator_id=operator_id, reusable=profile_type.reusable,
+                max_download_attempts=profile_type.max_download_attempts,
             ))  # fmt: skip
         try:
             await session.flush()

@@ -26,6 +26,10 @@ class ProfileType(SQLModel, table=True):
     profile_metadata: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     policy: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     algorithm: str = Field(default="milenage", max_length=16)  # milenage | template
+    # lifecycle defaults of its profiles (ES2+ orders, ES9+ downloads)
+    reusable: bool = False  # R&D: downloadable any number of times
+    max_download_attempts: int | None = None
+    order_validity_days: int | None = None  # an order placed for a profile of this type expires after
     created_at: datetime = Field(default_factory=utcnow)
 
 
