@@ -100,13 +100,26 @@ async def running(runtime: Runtime, host: str, port: int) -> AsyncIterator[str]:
     address = f"{shown_host}:{bound_port}"
     runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [])
     runtime.ordering.smdp_address = address
-    delivery = asyncio.create_task(runtime.outbox.run())
+    tasks = [asyncio.create_task(runtime.outbox.run()), asyncio.create_task(_housekeeping(runtime))]
     try:
         yield address
     finally:
-        delivery.cancel()
-        await asyncio.gather(delivery, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
+
+
+async def _housekeeping(runtime: Runtime, every: float = 60.0) -> None:
+    """Close download sessions abandoned mid-flow once they expire, so every session ends in a defined state."""
+    while True:
+        try:
+            closed = await runtime.download.expire_sessions()
+            if closed:
+                log.info("closed %d expired download sessions", closed)
+        except Exception:  # a database hiccup must not stop housekeeping for good
+            log.exception("housekeeping failed")
+        await asyncio.sleep(every)
 
 
 async def ensure_demo_profile(db: Database, address: str, operator_id: int | None = None) -> ActivationCode | None:

@@ -258,3 +258,20 @@ async def test_initiate_authentication_refusals(server: RunningServer, tmp_path:
         unknown = {**info1, "euiccCiPKIdListForVerification": [os.urandom(20)], "euiccCiPKIdListForSigning": [os.urandom(20)]}
         body = _initiate_body(euicc, server.address, asn1.rsp().encode("EUICCInfo1", unknown))
         assert await _raw(client, server, "initiateAuthentication", body) == ("8.8.2", "3.1")
+
+
+async def test_expired_sessions_are_closed_and_refused(server: RunningServer, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    async with HookedClient() as client:  # a session abandoned after initiateAuthentication
+        await client.call(server.address, "initiateAuthentication", _initiate_body(open_euicc(tmp_path, server.manifest), server.address))
+    async with server.db.transaction() as db:
+        for row in (await db.exec(select(DownloadSession))).all():
+            row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+            db.add(row)
+    assert await server.download.expire_sessions() == 1
+    async with server.db.transaction() as db:
+        rows = (await db.exec(select(DownloadSession))).all()
+    assert [(r.step, r.status_code) for r in rows] == [("failed", "expired")]
+    async with HookedClient() as raw:
+        assert await _raw(raw, server, "authenticateClient", {"transactionId": rows[0].transaction_id, "authenticateServerResponse": "MAA="}) == ("8.10.1", "3.9")

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.crypto import ecdsa
@@ -108,6 +109,17 @@ class DownloadService:
             await repo.save(db, row)
         if error is not None:
             raise error
+
+    async def expire_sessions(self) -> int:
+        """Close sessions whose time ran out mid-flow (SessionStep.FAILED, status "expired"); returns how many."""
+        open_steps = [SessionStep.INITIATED.value, SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value]
+        async with self.db.transaction() as db:
+            result = await db.exec(
+                update(DownloadSession)
+                .where(DownloadSession.step.in_(open_steps), DownloadSession.expires_at < _now())  # type: ignore[attr-defined]
+                .values(step=SessionStep.FAILED.value, status_code="expired", updated_at=_now())
+            )
+        return int(result.rowcount or 0)
 
     # --- ES9+ functions ------------------------------------------------------------------------------
 
