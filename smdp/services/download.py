@@ -1,8 +1,9 @@
 """The download session service: loads and saves ES9+ state around the sans-IO protocol core.
 
-Crypto verification runs outside database transactions; every state change runs inside one, re-checking
-the session step under a row lock (PostgreSQL) or the single SQLite writer, so that a replayed or
-concurrent call can't advance a session twice and no profile is handed out twice.
+Each ES9+ call is one database transaction: the session row is locked (PostgreSQL) or the single SQLite
+writer held, its step checked, the request verified, and the new state written, so that a replayed or
+concurrent call can't advance a session twice and no profile is handed out twice.  Progress events for
+operators are queued in the same transaction (see smdp.services.events).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cryptography import x509
 from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from smdp.codec import b64
 from smdp.crypto import ecdsa
 from smdp.crypto.cc import confirmation_code_hash_from_digest
 from smdp.crypto.sealed import Sealer
@@ -238,8 +240,6 @@ class DownloadService:
 
     def _bind(self, profile: Profile, row: DownloadSession, euicc_otpk: bytes) -> str:
         """Build the BPP; reuse otSK.DP if the eUICC presents the otPK of the last attempt (SGP.22 3.1.3.3)."""
-        from smdp.codec import b64
-
         chain = self.credentials.chain_for(row.ci_pkid)
         assert chain is not None and row.eid is not None
         context = f"otsk:{profile.iccid}".encode()
