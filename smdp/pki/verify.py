@@ -304,30 +304,13 @@ def _euicc_profile_problem(cert: x509.Certificate, eum_cert: x509.Certificate) -
         return "authorityKeyIdentifier does not match the EUM's subjectKeyIdentifier"
     if not is_signed_by(cert, eum_cert):
         return "signature does not verify with the EUM key"
-    common = _common_problem(cert)
-    if common:
-        return common
-    if _is_ca(cert):
-        return "an eUICC certificate must not be a CA"
-    ku = _ext(cert, x509.KeyUsage)
-    if ku is None or not ku.digital_signature:
-        return "keyUsage must include digitalSignature"
-    if not has_role(cert, Role.EUICC):
-        return f"certificatePolicies lacks id-rspRole-euicc ({Role.EUICC.oid.dotted_string})"
-    return None
+    return _end_entity_problem(cert, Role.EUICC, "an eUICC")
 
 
 def _server_profile_problem(cert: x509.Certificate, role: Role) -> str | None:
-    common = _common_problem(cert)
-    if common:
-        return common
-    if _is_ca(cert):
-        return "an SM-DP+ certificate must not be a CA"
-    ku = _ext(cert, x509.KeyUsage)
-    if ku is None or not ku.digital_signature:
-        return "keyUsage must include digitalSignature"
-    if not has_role(cert, role):
-        return f"certificatePolicies lacks id-rspRole-{role.value} ({role.oid.dotted_string})"
+    problem = _end_entity_problem(cert, role, "an SM-DP+")
+    if problem:
+        return problem
     if role in (Role.DP_TLS, Role.DS_TLS):
         eku = _ext(cert, x509.ExtendedKeyUsage)
         if eku is None or ExtendedKeyUsageOID.SERVER_AUTH not in eku:
@@ -335,6 +318,21 @@ def _server_profile_problem(cert: x509.Certificate, role: Role) -> str | None:
     if role is Role.DP_AUTH and not _registered_ids(cert):
         # The LPA compares this OID with the one in the activation code (SGP.22 3.1.2).
         return "subjectAltName lacks the SM-DP+ OID (registeredID)"
+    return None
+
+
+def _end_entity_problem(cert: x509.Certificate, role: Role, what: str) -> str | None:
+    """What every signing (non-CA) certificate of SGP.22 4.5.2 must have: digitalSignature and its role."""
+    common = _common_problem(cert)
+    if common:
+        return common
+    if _is_ca(cert):
+        return f"{what} certificate must not be a CA"
+    ku = _ext(cert, x509.KeyUsage)
+    if ku is None or not ku.digital_signature:
+        return "keyUsage must include digitalSignature"
+    if not has_role(cert, role):
+        return f"certificatePolicies lacks id-rspRole-{role.value} ({role.oid.dotted_string})"
     return None
 
 
