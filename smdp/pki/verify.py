@@ -11,6 +11,14 @@ Two checks live here:
 Chains are built with subjectKeyIdentifier / authorityKeyIdentifier as section 4.5.2.2 asks, and
 every signature is ECDSA-SHA256 on P-256 or brainpoolP256r1 (section 2.6.5). CRLs are not consulted.
 
+Each certificate is checked in the order of section 4.5.2.2, and the first failure is the one raised,
+so that ES9+.AuthenticateClient answers with the code of the SGP.22 section 5.6.2 error table a
+conformance lab expects: the issuer (CI lookup by authorityKeyIdentifier), the signature, the
+validity period, then the certificate profile (basicConstraints, keyUsage, role policy...). Only an
+authorityKeyIdentifier naming a CI key we don't have is "unknown CI" (8.11.1/3.9); a self-signed
+certificate, one without an authorityKeyIdentifier that no trusted CI claims, or one whose names or
+extensions don't decode is an invalid certificate (8.1.2/6.1 for the EUM, 8.1.3/6.1 for the eUICC).
+
 The EID range check is done here and not by a generic RFC 5280 name-constraints check: the EUM's
 permittedSubtrees directoryName holds O and a serialNumber that is the EIN, i.e. a *prefix* of the
 eUICC's 32-digit serialNumber, and the eUICC subject carries more attributes (C, CN) than the
@@ -25,7 +33,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
@@ -49,6 +57,7 @@ __all__ = [
     "eid_of",
     "find_issuing_ci",
     "is_signed_by",
+    "parse_problem",
     "permitted_eins",
     "smdp_oid_of",
     "subject_key_identifier",
@@ -64,23 +73,29 @@ class CertificateError(Exception):
 
 
 class CiUnknown(CertificateError):
-    """The chain does not lead to any trusted CI (no CI with the issuer's key identifier)."""
+    """The certificate's authorityKeyIdentifier names a CI key that is not among the trusted CIs.
+
+    SGP.22 section 5.6.2: 8.11.1/3.9 "Unknown CI public key". Raised only when that AKI is present
+    and is not the certificate's own subjectKeyIdentifier (a self-signed certificate is invalid).
+    """
 
 
 class EumCertificateInvalid(CertificateError):
-    """CERT.EUM.ECDSA is not signed by its CI or does not have the EUM certificate profile."""
+    """CERT.EUM.ECDSA cannot be verified: self-signed, claimed by no trusted CI, not signed by its
+    CI, undecodable, or without the EUM certificate profile (SGP.22 section 5.6.2: 8.1.2/6.1)."""
 
 
 class EumCertificateExpired(CertificateError):
-    """CERT.EUM.ECDSA is outside its validity period."""
+    """CERT.EUM.ECDSA is outside its validity period (SGP.22 section 5.6.2: 8.1.2/6.3)."""
 
 
 class EuiccCertificateInvalid(CertificateError):
-    """CERT.EUICC.ECDSA is not signed by the EUM or does not have the eUICC certificate profile."""
+    """CERT.EUICC.ECDSA is not signed by the EUM, is undecodable or does not have the eUICC
+    certificate profile (SGP.22 section 5.6.2: 8.1.3/6.1)."""
 
 
 class EuiccCertificateExpired(CertificateError):
-    """CERT.EUICC.ECDSA is outside its validity period."""
+    """CERT.EUICC.ECDSA is outside its validity period (SGP.22 section 5.6.2: 8.1.3/6.3)."""
 
 
 class EidOutOfRange(CertificateError):
@@ -88,7 +103,8 @@ class EidOutOfRange(CertificateError):
 
 
 class ServerCertificateInvalid(CertificateError):
-    """An SM-DP+ certificate is not signed by the CI or lacks its role's profile."""
+    """An SM-DP+ certificate is self-signed, claimed by no trusted CI, not signed by the CI,
+    undecodable or lacks its role's profile."""
 
 
 class ServerCertificateExpired(CertificateError):
@@ -150,6 +166,27 @@ def smdp_oid_of(dpauth_cert: x509.Certificate) -> str:
 
 # --- building blocks ----------------------------------------------------------------------------
 
+# What cryptography raises when it decodes, on first access, the names or extensions of a certificate
+# it loaded (e.g. a keyUsage whose value is not a BIT STRING, or the same extension twice).
+_UNDECODABLE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+def parse_problem(cert: x509.Certificate) -> str | None:
+    """Why the parts of ``cert`` that cryptography decodes lazily (names, extensions) don't decode,
+    or None if they do.
+
+    ``load_der_x509_certificate`` only checks the outer structure; a malformed extension value only
+    raises when ``.extensions`` is first read. A certificate that fails here is not a valid
+    certificate (SGP.22 4.5.2.2), and is reported as such instead of escaping as a ValueError.
+    """
+    try:
+        cert.subject  # noqa: B018 - decoded on access
+        cert.issuer  # noqa: B018
+        cert.extensions  # noqa: B018
+    except _UNDECODABLE as exc:
+        return f"names or extensions do not decode: {exc}"
+    return None
+
 
 def is_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """True if ``cert`` carries a valid ECDSA-SHA256 signature by ``issuer``'s key on an SGP.22 curve."""
@@ -172,26 +209,43 @@ def is_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def find_issuing_ci(
     cert: x509.Certificate, trusted_cis: Sequence[x509.Certificate]
 ) -> x509.Certificate | None:
-    """The trusted CI that signed ``cert``, located by key identifier; None if none of them did.
+    """The trusted CI that signed ``cert``, located by key identifier; None if it cannot be verified.
 
     The authorityKeyIdentifier is the link SGP.22 4.5.2.2 prescribes; a CI with the same name but
     a different key is a different CI, so the issuer name is only used when the AKI is absent.
-    Raises CiUnknown if no CI even claims the certificate, so the two failures stay apart.
+    Raises CiUnknown only when the AKI names a CI key none of ``trusted_cis`` has (SGP.22 section
+    5.6.2, "Unknown CI public key"); a self-signed certificate, one without an AKI that no trusted
+    CI claims by name, one no candidate CI signed, or one that doesn't decode gives None.
     """
+    found = _issuing_ci(cert, trusted_cis)
+    return None if isinstance(found, str) else found
+
+
+def _issuing_ci(
+    cert: x509.Certificate, trusted_cis: Sequence[x509.Certificate]
+) -> x509.Certificate | str:
+    """The trusted CI that signed ``cert``, or why the certificate is invalid; CiUnknown as above."""
+    problem = parse_problem(cert)
+    if problem:
+        return problem
     aki = authority_key_identifier(cert)
+    if cert.issuer == cert.subject or (aki is not None and aki == _ski_or_none(cert)):
+        return "self-signed, not issued by a CI"
     if aki is not None:
         candidates = [ci for ci in trusted_cis if _ski_or_none(ci) == aki]
+        if not candidates:
+            raise CiUnknown(
+                f"{_describe(cert)} was issued by CI key {aki.hex()}, which is not among the trusted CIs"
+            )
     else:
         candidates = [ci for ci in trusted_cis if ci.subject == cert.issuer]
-    if not candidates:
-        raise CiUnknown(
-            f"{_describe(cert)} was issued by CI key {aki.hex() if aki else cert.issuer.rfc4514_string()}, "
-            "which is not among the trusted CIs"
-        )
+        if not candidates:
+            issuer = cert.issuer.rfc4514_string()
+            return f"no authorityKeyIdentifier, and no trusted CI is named {issuer!r}"
     for ci in candidates:
         if is_signed_by(cert, ci):
             return ci
-    return None
+    return "signature does not verify with the CI key"
 
 
 # --- chains -----------------------------------------------------------------------------------
@@ -205,29 +259,40 @@ def verify_euicc_chain(
 ) -> EuiccIdentity:
     """Verify CERT.EUICC.ECDSA <- CERT.EUM.ECDSA <- CI and return the eUICC's identity.
 
-    Checks in this order, raising the first failure: CI known (CiUnknown); EUM signature and
-    profile (EumCertificateInvalid); EUM validity (EumCertificateExpired); eUICC signature and
-    profile (EuiccCertificateInvalid); eUICC validity (EuiccCertificateExpired); EID well-formed
-    and inside an EUM-permitted EIN (EidOutOfRange). ``now`` must be timezone-aware.
+    Follows SGP.22 4.5.2.2 and the error table of SGP.22 section 5.6.2, raising the first failure:
+
+    1. CERT.EUM.ECDSA: its authorityKeyIdentifier names a CI key we don't have (CiUnknown,
+       8.11.1/3.9); undecodable, self-signed, without an AKI and claimed by no trusted CI, or not
+       signed by the CI (EumCertificateInvalid, 8.1.2/6.1); outside its validity period
+       (EumCertificateExpired, 8.1.2/6.3); without the EUM certificate profile
+       (EumCertificateInvalid). A signature that verifies comes before the validity period, and
+       an expired certificate is reported as expired whatever else is wrong in its profile.
+    2. CERT.EUICC.ECDSA: undecodable, AKI not the EUM's key identifier, or not signed by the EUM
+       (EuiccCertificateInvalid, 8.1.3/6.1); outside its validity period (EuiccCertificateExpired,
+       8.1.3/6.3); without the eUICC certificate profile (EuiccCertificateInvalid).
+    3. The EID: well-formed and inside an EIN the EUM certificate permits (EidOutOfRange).
+
+    ``now`` must be timezone-aware.
     """
     _require_aware(now)
 
-    ci = find_issuing_ci(eum_cert, trusted_cis)
-    if ci is None:
-        raise EumCertificateInvalid(
-            f"{_describe(eum_cert)}: signature does not verify with the CI key"
-        )
+    ci = _issuing_ci(eum_cert, trusted_cis)
+    if isinstance(ci, str):
+        raise EumCertificateInvalid(f"{_describe(eum_cert)}: {ci}")
+    if not _within_validity(eum_cert, now):
+        raise EumCertificateExpired(f"{_describe(eum_cert)} is not valid at {now.isoformat()}")
     problem = _eum_profile_problem(eum_cert)
     if problem:
         raise EumCertificateInvalid(f"{_describe(eum_cert)}: {problem}")
-    if not _within_validity(eum_cert, now):
-        raise EumCertificateExpired(f"{_describe(eum_cert)} is not valid at {now.isoformat()}")
 
-    problem = _euicc_profile_problem(euicc_cert, eum_cert)
+    problem = _euicc_link_problem(euicc_cert, eum_cert)
     if problem:
         raise EuiccCertificateInvalid(f"{_describe(euicc_cert)}: {problem}")
     if not _within_validity(euicc_cert, now):
         raise EuiccCertificateExpired(f"{_describe(euicc_cert)} is not valid at {now.isoformat()}")
+    problem = _end_entity_problem(euicc_cert, Role.EUICC, "an eUICC")
+    if problem:
+        raise EuiccCertificateInvalid(f"{_describe(euicc_cert)}: {problem}")
 
     eid = eid_of(euicc_cert)
     if eid is None or not is_valid_eid(eid):
@@ -257,22 +322,23 @@ def verify_server_certificate(
 
     ``role`` is a Role value such as "dp-auth" or "dp-pb". SGP.22 v2 has no sub-CAs for the
     SM-DP+ (and the SGP.26 DP certificates are signed by the CI itself), so one level is checked.
-    Raises CiUnknown, ServerCertificateInvalid, then ServerCertificateExpired.
+    Same order and rule as verify_euicc_chain (SGP.22 4.5.2.2): CiUnknown only for an
+    authorityKeyIdentifier naming a CI key not in ``trusted_cis``; ServerCertificateInvalid if the
+    certificate is undecodable, self-signed, claimed by no CI or not signed by it; then
+    ServerCertificateExpired; then ServerCertificateInvalid for the role's profile.
     """
     _require_aware(now)
     wanted = Role(role)
     if wanted not in _SERVER_ROLES:
         raise ValueError(f"{role!r} is not a server certificate role")
-    ci = find_issuing_ci(cert, trusted_cis)
-    if ci is None:
-        raise ServerCertificateInvalid(
-            f"{_describe(cert)}: signature does not verify with the CI key"
-        )
+    ci = _issuing_ci(cert, trusted_cis)
+    if isinstance(ci, str):
+        raise ServerCertificateInvalid(f"{_describe(cert)}: {ci}")
+    if not _within_validity(cert, now):
+        raise ServerCertificateExpired(f"{_describe(cert)} is not valid at {now.isoformat()}")
     problem = _server_profile_problem(cert, wanted)
     if problem:
         raise ServerCertificateInvalid(f"{_describe(cert)}: {problem}")
-    if not _within_validity(cert, now):
-        raise ServerCertificateExpired(f"{_describe(cert)} is not valid at {now.isoformat()}")
     return ci
 
 
@@ -298,13 +364,17 @@ def _eum_profile_problem(cert: x509.Certificate) -> str | None:
     return None
 
 
-def _euicc_profile_problem(cert: x509.Certificate, eum_cert: x509.Certificate) -> str | None:
+def _euicc_link_problem(cert: x509.Certificate, eum_cert: x509.Certificate) -> str | None:
+    """Whether CERT.EUICC.ECDSA decodes, names the EUM's key (AKI) and carries its signature."""
+    problem = parse_problem(cert)
+    if problem:
+        return problem
     aki = authority_key_identifier(cert)
     if aki is None or aki != _ski_or_none(eum_cert):
         return "authorityKeyIdentifier does not match the EUM's subjectKeyIdentifier"
     if not is_signed_by(cert, eum_cert):
         return "signature does not verify with the EUM key"
-    return _end_entity_problem(cert, Role.EUICC, "an eUICC")
+    return None
 
 
 def _server_profile_problem(cert: x509.Certificate, role: Role) -> str | None:
@@ -342,7 +412,7 @@ def _common_problem(cert: x509.Certificate) -> str | None:
         return "not an X.509 v3 certificate"
     try:
         Curve.of(cert.public_key())
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # not EC / a curve cryptography doesn't know
         return f"public key: {exc}"
     # RFC 5280 4.2 and SGP.22 4.5.2.2: a verifier rejects any critical extension it does not know.
     for ext in cert.extensions:
