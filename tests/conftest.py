@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +118,98 @@ async def server(tmp_path: Path, pki_manifest: Path) -> AsyncIterator[RunningSer
     yield running
     await stack.aclose()
     await running.db.dispose()
+
+
+# --- the catch-all detector ----------------------------------------------------------------------------
+#
+# smdp.web.binding.json_function answers 1.2/4.2 "Execution error" to any exception that is not an RspError
+# and logs it with the attribute CATCH_ALL_MARK set.  Bad input must get its precise SGP.22 code, and 1.2/4.2 is
+# for real server faults, so such a record fails the test during which it was logged.  A test provoking a real
+# fault on purpose opts out with @pytest.mark.allow_execution_error.  The handler sits on the logger itself,
+# so it sees servers running in other threads (ThreadedServer) as well as in-process ones; it is installed
+# once per session, and each test takes the records logged during its setup, call and teardown.  A record
+# logged between tests (say while a module-scoped server stops) fails the session at its end.
+
+CATCH_ALL_LOGGER = "smdp.web.binding"
+CATCH_ALL_MARK = "smdp_catch_all"  # smdp.web.binding.CATCH_ALL_MARK
+
+
+class CatchAllHandler(logging.Handler):
+    """Collects the catch-all's records (and only those: other records of the logger are ignored)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self.strays: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, CATCH_ALL_MARK, False):
+            self.records.append(record)  # emit runs under the handler's lock
+
+    def take(self) -> list[logging.LogRecord]:
+        self.acquire()
+        try:
+            taken, self.records = self.records, []
+        finally:
+            self.release()
+        return taken
+
+
+def describe_records(records: list[logging.LogRecord]) -> str:
+    lines = []
+    for record in records:
+        lines.append(f"  {record.getMessage()}")
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            lines.append(f"    {type(error).__name__}: {error}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def catch_all_handler() -> Iterator[CatchAllHandler]:
+    from smdp.web.binding import CATCH_ALL_MARK as mark
+
+    assert mark == CATCH_ALL_MARK, "smdp.web.binding marks its catch-all record differently"
+    logger = logging.getLogger(CATCH_ALL_LOGGER)
+    handler = CatchAllHandler()
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    handler.strays.extend(handler.take())
+    if handler.strays:
+        pytest.fail(
+            f"the catch-all of {CATCH_ALL_LOGGER} answered 1.2/4.2 outside any test:\n{describe_records(handler.strays)}",
+            pytrace=False,
+        )
+
+
+class ExecutionErrors:
+    """What the catch-all logged so far during the current test (for tests marked allow_execution_error)."""
+
+    def __init__(self, handler: CatchAllHandler) -> None:
+        self._handler = handler
+
+    def records(self) -> list[logging.LogRecord]:
+        return list(self._handler.records)
+
+
+@pytest.fixture(autouse=True)
+def execution_errors(request: pytest.FixtureRequest, catch_all_handler: CatchAllHandler) -> Iterator[ExecutionErrors]:
+    """Fails the test if the catch-all of smdp.web.binding (1.2/4.2 Execution error) fired during it."""
+    logger = logging.getLogger(CATCH_ALL_LOGGER)
+    saved = logger.disabled, logger.level
+    logger.disabled = False  # the detector must see the record whatever logging configuration a test set up
+    if logger.getEffectiveLevel() > logging.ERROR:
+        logger.setLevel(logging.ERROR)
+    catch_all_handler.strays.extend(catch_all_handler.take())
+    yield ExecutionErrors(catch_all_handler)
+    records = catch_all_handler.take()
+    logger.disabled = saved[0]
+    logger.setLevel(saved[1])
+    if records and request.node.get_closest_marker("allow_execution_error") is None:
+        pytest.fail(
+            f"the catch-all of {CATCH_ALL_LOGGER} answered 1.2/4.2 (Execution error) {len(records)} time(s); "
+            f"bad input must get its precise SGP.22 code, and a test provoking a real fault must be marked "
+            f"allow_execution_error:\n{describe_records(records)}",
+            pytrace=False,
+        )

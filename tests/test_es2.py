@@ -89,7 +89,8 @@ async def test_es2_error_codes(server: RunningServer, es2, tmp_path: Path) -> No
     assert await es2_error(es2.call("downloadOrder", iccid=first)) == ("8.2.1", "3.3")
     assert await es2_error(es2.call("downloadOrder", profileType="nope")) == ("8.2.5", "3.9")
     assert await es2_error(es2.call("downloadOrder")) == ("1.6", "2.3")
-    assert await es2_error(es2.call("confirmOrder", iccid=first, releaseFlag=True)) == ("8.1.1", "2.2")
+    # SGP.22 5.3.2: an empty matchingId is the default SM-DP+ use case, which needs the EID
+    assert await es2_error(es2.call("confirmOrder", iccid=first, matchingId="", releaseFlag=True)) == ("8.1.1", "2.2")
     assert await es2_error(es2.call("confirmOrder", iccid=first, matchingId="", smdsAddress="not a host", releaseFlag=True)) == ("8.9", "5.1")
     await es2.call("confirmOrder", iccid=first, matchingId="MID-1", releaseFlag=True)
     await es2.call("downloadOrder", iccid=second, eid=euicc.eid)
@@ -104,14 +105,17 @@ async def test_es2_error_codes(server: RunningServer, es2, tmp_path: Path) -> No
     assert await es2_error(es2.call("releaseProfile", iccid=third)) == ("8.2.1", "3.5")
     assert await es2_error(es2.call("cancelOrder", iccid=first, finalProfileStatusIndicator="Gone")) == ("1.6", "2.1")
     # the default SM-DP+ flow: EID bound, no matching ID
-    confirmed = await es2.call("confirmOrder", iccid=second, releaseFlag=False)
+    confirmed = await es2.call("confirmOrder", iccid=second, matchingId="", releaseFlag=False)
     assert "matchingId" not in confirmed and confirmed["eid"] == euicc.eid == other_eid
+    assert confirmed["smdpAddress"] == server.address
     not_released = await run_download(euicc, f"LPA:1${server.address}$")
-    assert codes(not_released) == ("8.2.6", "3.8")  # a Confirmed order is not offered yet
+    assert codes(not_released) == ("8.1.1", "3.8")  # a Confirmed order is not offered yet: no pending order
     await es2.call("releaseProfile", iccid=second)
     assert (await run_download(euicc, f"LPA:1${server.address}$")).ok
     assert await _state(server, second) == "Installed"
-    assert await es2_error(es2.call("cancelOrder", iccid=second, finalProfileStatusIndicator="Available")) == ("8.2.1", "3.5")
+    # an order made for an EID is cancelled by naming it; an Installed profile can't be cancelled
+    assert await es2_error(es2.call("cancelOrder", iccid=second, finalProfileStatusIndicator="Available")) == ("8.1.1", "2.2")
+    assert await es2_error(es2.call("cancelOrder", iccid=second, eid=euicc.eid, finalProfileStatusIndicator="Available")) == ("8.2.1", "3.5")
     await es2.call("cancelOrder", iccid=first, matchingId="MID-1", finalProfileStatusIndicator="Unavailable")
     assert await _state(server, first) == "Unavailable"
 

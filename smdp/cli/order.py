@@ -53,11 +53,13 @@ async def place_order(
     iccid: str | None = None,
     profile_type: str | None = None,
     eid: str | None = None,
-    matching_id: str | None = "",
+    matching_id: str | None = None,
     confirmation_code: str | None = None,
     release: bool = True,
 ) -> OrderResult:
-    """downloadOrder + confirmOrder; the activation code per SGP.22 4.1 (CC flag set when a code is needed)."""
+    """downloadOrder + confirmOrder; the activation code per SGP.22 4.1 (CC flag set when a code is needed).
+
+    ``matching_id`` None lets the SM-DP+ generate one; "" is the default SM-DP+ use case (needs ``eid``)."""
     ordered = await client.call("downloadOrder", iccid=iccid, profileType=profile_type, eid=eid)
     confirmed = await client.call(
         "confirmOrder",
@@ -95,7 +97,7 @@ async def cmd_order_new(args: argparse.Namespace) -> int:
         try:
             result = await place_order(
                 client, iccid=args.iccid, profile_type=args.profile_type, eid=args.eid,
-                matching_id=None if args.default_smdp else (args.matching_id or ""),
+                matching_id="" if args.default_smdp else args.matching_id,
                 confirmation_code=code, release=not args.no_release,
             )
         except Es2Error as exc:

@@ -15,6 +15,7 @@ import hmac
 
 __all__ = [
     "confirmation_code_digest",
+    "confirmation_code_digests",
     "confirmation_code_hash",
     "confirmation_code_hash_from_digest",
     "confirmation_code_matches",
@@ -47,3 +48,17 @@ def confirmation_code_matches(
 ) -> bool:
     """True if ``hash_cc`` from the eUICC matches the expected code (constant-time comparison)."""
     return hmac.compare_digest(hash_cc, confirmation_code_hash(confirmation_code, transaction_id))
+
+
+def confirmation_code_digests(confirmation_code: str) -> tuple[bytes, bytes | None]:
+    """What the SM-DP+ keeps of a Confirmation Code: SHA256 of its characters as ASCII (what LPAs such as
+    lpac hash), and SHA256 of its hex-decoded bytes when it is valid hex (what some test tools hash);
+    the second is accepted only behind a lab option."""
+    try:
+        decoded: bytes | None = bytes.fromhex(confirmation_code)
+    except ValueError:
+        decoded = None
+    return (
+        confirmation_code_digest(confirmation_code.encode()),
+        confirmation_code_digest(decoded) if decoded else None,
+    )

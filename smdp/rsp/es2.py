@@ -1,14 +1,12 @@
 """ES2+ (Operator ↔ SM-DP+), SGP.22 section 5.3: request fields, the profile lifecycle, progress events.
 
-Sans-IO: parsing and validating the JSON fields, the table of allowed state transitions (section 3.3
-profile states), and the HandleDownloadProgressInfo payload (section 5.3.5).  The services layer applies
-them inside database transactions.
+Sans-IO: parsing and validating the JSON fields and the HandleDownloadProgressInfo payload (section 5.3.5).
+The profile states and their transitions are :mod:`smdp.rsp.lifecycle`'s.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -16,35 +14,15 @@ from smdp.pki.eid import is_valid_eid
 from smdp.rsp.status import (
     EID_INVALID,
     INVALID_INPUT,
-    INVALID_TRANSITION,
     MISSING_INPUT,
     SMDS_ADDRESS_INVALID,
     RspError,
 )
-from smdp.store.tables import ProfileState as S
+from smdp.rsp.lifecycle import ProfileState as S
 
 _ICCID = re.compile(r"^\d{18,19}[\dFf]?$")
 _MATCHING_ID = re.compile(r"^[A-Za-z0-9-]{1,255}$")  # what every LPA (lpac included) accepts
 _FQDN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
-
-# SGP.22 3.3: the operator-visible lifecycle. Downloaded/Installed come from ES9+.
-ALLOWED: dict[S, frozenset[S]] = {
-    S.AVAILABLE: frozenset({S.ALLOCATED, S.LINKED, S.UNAVAILABLE}),
-    S.ALLOCATED: frozenset({S.LINKED, S.CONFIRMED, S.RELEASED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.LINKED: frozenset({S.CONFIRMED, S.RELEASED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.CONFIRMED: frozenset({S.RELEASED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.RELEASED: frozenset({S.DOWNLOADED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.DOWNLOADED: frozenset({S.INSTALLED, S.ERROR, S.RELEASED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.ERROR: frozenset({S.RELEASED, S.AVAILABLE, S.UNAVAILABLE}),
-    S.INSTALLED: frozenset(),
-    S.UNAVAILABLE: frozenset(),
-}
-
-
-def check_transition(current: str, target: S) -> None:
-    if target not in ALLOWED[S(current)]:
-        raise RspError(INVALID_TRANSITION, f"a {current} profile can't become {target.value}")
-
 
 def header(body: dict[str, Any]) -> tuple[str, str]:
     """functionRequesterIdentifier and functionCallIdentifier (SGP.22 6.5.1.3)."""
@@ -86,7 +64,8 @@ def eid(body: dict[str, Any]) -> str | None:
 
 
 def matching_id(body: dict[str, Any]) -> str | None:
-    """None when absent; "" asks the SM-DP+ to generate one."""
+    """ConfirmOrder's matchingId (SGP.22 5.3.2): None when omitted (the SM-DP+ generates one); "" for the
+    default SM-DP+ use case, where the eUICC presents no matching ID and the order needs an EID."""
     value = optional_str(body, "matchingId")
     if value and not _MATCHING_ID.match(value):
         raise RspError(INVALID_INPUT, "matchingId may hold letters, digits and '-' only")
@@ -133,6 +112,7 @@ OTHER_EVENTS = {"enable": PROFILE_ENABLED, "disable": PROFILE_DISABLED, "delete"
 def progress_payload(
     *,
     requester: str,
+    function_call_id: str,
     iccid: str,
     profile_type: str | None,
     eid: str | None,
@@ -147,7 +127,7 @@ def progress_payload(
     if code is not None:
         status["statusCodeData"] = {"subjectCode": code[0], "reasonCode": code[1], "message": code[2]}
     payload: dict[str, Any] = {
-        "header": {"functionRequesterIdentifier": requester, "functionCallIdentifier": str(uuid.uuid4())},
+        "header": {"functionRequesterIdentifier": requester, "functionCallIdentifier": function_call_id},
         "iccid": iccid,
         "profileType": profile_type or "",
         "timestamp": timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),

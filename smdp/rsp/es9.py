@@ -8,6 +8,7 @@ verified over the exact bytes the eUICC signed (taken from the received TLVs, ne
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,9 +82,15 @@ def _choose_chain(credentials: ServerCredentials, info1: dict[str, Any]) -> Serv
 
 
 def initiate_authentication(
-    body: dict[str, Any], credentials: ServerCredentials, addresses: frozenset[str]
+    body: dict[str, Any],
+    credentials: ServerCredentials,
+    addresses: frozenset[str],
+    *,
+    random: Callable[[int], bytes] = os.urandom,
 ) -> Initiated:
-    """ES9+.InitiateAuthentication (SGP.22 section 5.6.1)."""
+    """ES9+.InitiateAuthentication (SGP.22 section 5.6.1).
+
+    ``random(n)`` gives the transactionId and then the serverChallenge (16 bytes each); tests inject it."""
     euicc_challenge = fields.required_b64(body, "euiccChallenge", size=16)
     info1 = fields.decode("EUICCInfo1", fields.required_der(body, "euiccInfo1"), "euiccInfo1")
     smdp_address = fields.required_str(body, "smdpAddress", max_length=255)
@@ -94,8 +101,8 @@ def initiate_authentication(
         raise RspError(UNSUPPORTED_SVN, f"SVN {svn} is not supported (v2.x only)")
     chain = _choose_chain(credentials, info1)
 
-    transaction_id = os.urandom(16)
-    server_challenge = os.urandom(16)
+    transaction_id = random(16)
+    server_challenge = random(16)
     server_signed1 = asn1.rsp().encode(
         "ServerSigned1",
         {
@@ -130,22 +137,35 @@ class AuthenticatedEuicc:
     euicc_signature1: bytes  # the whole 5F37 TLV, as smdpSignature2 covers it
 
 
+# SGP.22 section 5.6.2 error table for the certificate checks of AuthenticateClient (verification as
+# in 4.5.2.2). CiUnknown is raised only for an EUM whose authorityKeyIdentifier names a CI key we
+# don't have; a self-signed, unclaimed or undecodable EUM is EumCertificateInvalid.
 _CERTIFICATE_ERRORS: dict[type[pki.CertificateError], StatusCode] = {
-    pki.CiUnknown: CI_PUBLIC_KEY_UNKNOWN,
-    pki.EumCertificateInvalid: EUM_CERTIFICATE_INVALID,
-    pki.EumCertificateExpired: EUM_CERTIFICATE_EXPIRED,
-    pki.EuiccCertificateInvalid: EUICC_CERTIFICATE_INVALID,
-    pki.EuiccCertificateExpired: EUICC_CERTIFICATE_EXPIRED,
+    pki.CiUnknown: CI_PUBLIC_KEY_UNKNOWN,  # 8.11.1 / 3.9
+    pki.EumCertificateInvalid: EUM_CERTIFICATE_INVALID,  # 8.1.2 / 6.1
+    pki.EumCertificateExpired: EUM_CERTIFICATE_EXPIRED,  # 8.1.2 / 6.3
+    pki.EuiccCertificateInvalid: EUICC_CERTIFICATE_INVALID,  # 8.1.3 / 6.1
+    pki.EuiccCertificateExpired: EUICC_CERTIFICATE_EXPIRED,  # 8.1.3 / 6.3
     # SGP.22 5.6.2: an EID outside the EUM's permitted range fails the eUICC certificate verification
     pki.EidOutOfRange: EUICC_CERTIFICATE_INVALID,
 }
 
 
 def _load_certificate(der: bytes, code: StatusCode, what: str) -> x509.Certificate:
+    """Decode a certificate the eUICC sent; RspError(``code``) if it doesn't decode.
+
+    cryptography decodes names and extensions lazily, so a malformed extension value would only
+    raise later as a bare ValueError; they are decoded here so that such a certificate gets its
+    precise code (8.1.2/6.1 for the EUM, 8.1.3/6.1 for the eUICC, SGP.22 section 5.6.2).
+    """
     try:
-        return x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise RspError(code, f"{what} is not a valid X.509 certificate: {exc}") from None
+    problem = pki.parse_problem(cert)
+    if problem:
+        raise RspError(code, f"{what} is not a valid X.509 certificate: {problem}")
+    return cert
 
 
 def split_signed_response(der: bytes, outer_tag: int, field: str, tags: tuple[int, ...]) -> list[bytes]:
@@ -155,9 +175,13 @@ def split_signed_response(der: bytes, outer_tag: int, field: str, tags: tuple[in
         if outer.tag != outer_tag:
             raise RspError(INVALID_INPUT, f"{field} has tag {outer.tag:X}, expected {outer_tag:X}")
         ok = read_tlv(outer.value)
-        if ok.tag != 0xA0:  # the Error alternative is an INTEGER with another tag
-            decoded = fields.decode(_TYPE_OF[outer_tag], der, field)
-            raise RspError(INVALID_INPUT, f"{field} reports an eUICC error: {decoded[0]} {decoded[1]}")
+        if ok.end != len(outer.value):
+            raise RspError(INVALID_INPUT, f"{field} has {len(outer.value) - ok.end} bytes after its alternative")
+        if ok.tag != 0xA0:  # [0] is the Ok alternative; [1] the eUICC's error; anything else is unknown
+            kind, value = fields.decode(_TYPE_OF[outer_tag], der, field)
+            if kind is None:  # EXTENSIBILITY IMPLIED: asn1tools decodes an unknown alternative as (None, None)
+                raise RspError(INVALID_INPUT, f"{field} holds an unknown alternative (tag {ok.tag:X})")
+            raise RspError(INVALID_INPUT, f"{field} reports an eUICC error: {kind} {value}")
         parts = list(iter_tlvs(ok.value))
     except TlvError as exc:
         raise RspError(INVALID_INPUT, f"{field} is not DER: {exc}") from None
@@ -202,7 +226,8 @@ def verify_authenticate_client(
     if normalize_address(euicc_signed1["serverAddress"]) != normalize_address(session.smdp_address):
         raise RspError(INVALID_SMDP_ADDRESS, "the signed serverAddress is not the one of initiateAuthentication")
 
-    _ctx_kind, ctx = euicc_signed1["ctxParams1"]
+    # SGP.22 v2 knows one alternative; any other (a v3 one, or one asn1tools decodes as (None, None)) is 1.6/2.1.
+    _ctx_kind, ctx = fields.choice(euicc_signed1["ctxParams1"], "ctxParams1", ("ctxParamsForCommonAuthentication",))
     return AuthenticatedEuicc(
         eid=identity.eid,
         euicc_certificate=euicc_der,
@@ -269,6 +294,10 @@ def verify_prepare_download(
         raise RspError(EUICC_SIGNATURE_INVALID, "euiccSignature2 does not verify") from None
     euicc_signed2 = decoded[1]["euiccSigned2"]
     check_transaction(euicc_signed2["transactionId"], session)
+    try:  # otPK.EUICC.ECKA must be a point on the eUICC's curve (SGP.22 5.7.5), or no key agreement follows
+        ecdsa.public_key_from_bytes(ecdsa.Curve.of(euicc_public_key), euicc_signed2["euiccOtpk"])
+    except ValueError as exc:
+        raise RspError(INVALID_INPUT, f"euiccOtpk is not a public key on the eUICC's curve: {exc}") from None
     return PreparedDownload(euicc_otpk=euicc_signed2["euiccOtpk"], hash_cc=euicc_signed2.get("hashCc"))
 
 

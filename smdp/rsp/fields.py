@@ -6,11 +6,15 @@ so that a malformed request never reaches the protocol logic.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 from smdp.codec import asn1, b64
 from smdp.codec.tlv import TlvError, read_tlv
 from smdp.rsp.status import INVALID_INPUT, MISSING_INPUT, RspError
+
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 
 def required_str(body: dict[str, Any], name: str, *, max_length: int = 4096) -> str:
@@ -54,18 +58,33 @@ def required_b64(body: dict[str, Any], name: str, *, size: int | None = None) ->
 def transaction_id(body: dict[str, Any]) -> str:
     """The transactionId as the canonical upper-case hex string (SGP.22: 1..16 bytes, hex coded)."""
     text = required_str(body, "transactionId", max_length=32)
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise RspError(INVALID_INPUT, "transactionId is not a hex string") from None
+    if not _HEX.fullmatch(text):  # bytes.fromhex alone would also take whitespace between the bytes
+        raise RspError(INVALID_INPUT, "transactionId is not a hex string")
+    raw = bytes.fromhex(text)
     if not 1 <= len(raw) <= 16:
         raise RspError(INVALID_INPUT, "transactionId must be 1 to 16 bytes")
     return raw.hex().upper()
 
 
+def choice(value: Any, field: str, alternatives: Collection[str]) -> tuple[str, Any]:
+    """A decoded CHOICE as ``(alternative, value)``, the alternative being one of ``alternatives``.
+
+    The RSP module is EXTENSIBILITY IMPLIED, so asn1tools decodes an alternative it doesn't know as
+    ``(None, None)`` rather than failing; that, like an alternative the caller can't handle, is 1.6/2.1."""
+    if not (isinstance(value, tuple) and len(value) == 2 and value[0] in alternatives):
+        kind = value[0] if isinstance(value, tuple) and value and value[0] is not None else "an unknown alternative"
+        raise RspError(INVALID_INPUT, f"{field} holds {kind}, expected {' or '.join(alternatives)}")
+    return value
+
+
+# Types decoded with their ASN.1 constraints checked, because callers index their values unchecked:
+# initiateAuthentication reads EUICCInfo1.svn[0] (VersionType ::= OCTET STRING (SIZE(3))).
+_CHECK_CONSTRAINTS = frozenset({"EUICCInfo1"})
+
+
 def decode(type_name: str, data: bytes, field: str) -> Any:
     """Decode DER ``data`` as RSPDefinitions ``type_name``; any decoder complaint is 1.6/2.1."""
     try:
-        return asn1.rsp().decode(type_name, data)
-    except Exception as exc:  # asn1tools raises several unrelated types for bad input
+        return asn1.rsp().decode(type_name, data, check_constraints=type_name in _CHECK_CONSTRAINTS)
+    except Exception as exc:  # noqa: BLE001 - asn1tools raises several unrelated types for bad input
         raise RspError(INVALID_INPUT, f"{field} is not a valid {type_name}: {exc}") from None

@@ -53,37 +53,68 @@ class PendingNotification:
         return self.final_result[0] == "successResult"
 
 
+ICCID_SIZE = 10  # Iccid ::= [APPLICATION 26] OCTET STRING (SIZE(10))
+MAX_SEQ_NUMBER = 2**31 - 1  # seqNumber is an INTEGER; the store keeps a 32-bit signed one
+
+
+def _iccid(data: bytes) -> str:
+    """The ICCID digits of an EF.ICCID-coded Iccid (nibble-swapped BCD, 'F'-padded).
+
+    Some eUICCs send the ICCID in reading order (as in the ProfileHeader) instead: one that doesn't
+    decode as EF.ICCID is kept as received, its octets in upper-case hex, rather than refused."""
+    if len(data) != ICCID_SIZE:
+        raise RspError(INVALID_INPUT, f"notificationMetadata iccid must be {ICCID_SIZE} bytes, not {len(data)}")
+    try:
+        return decode_iccid(data)
+    except ValueError:
+        return data.hex().upper()
+
+
 def _metadata(meta: dict[str, Any]) -> tuple[int, str, str | None, str]:
-    iccid = decode_iccid(meta["iccid"]) if "iccid" in meta else None
-    return meta["seqNumber"], notification_event(meta["profileManagementOperation"]), iccid, meta["notificationAddress"]
+    """seqNumber, event, ICCID (None when absent, as SGP.22 allows) and notificationAddress."""
+    seq = meta["seqNumber"]
+    if not 0 <= seq <= MAX_SEQ_NUMBER:
+        raise RspError(INVALID_INPUT, f"notificationMetadata seqNumber {seq} is out of range")
+    iccid = _iccid(meta["iccid"]) if meta.get("iccid") is not None else None
+    return seq, notification_event(meta["profileManagementOperation"]), iccid, meta["notificationAddress"]
 
 
 def parse_pending_notification(body: dict[str, Any]) -> PendingNotification:
+    """Decode ES9+.HandleNotification's pendingNotification; anything malformed is 1.6/2.x (never verified here)."""
     der = fields.required_der(body, "pendingNotification")
-    kind, value = fields.decode("PendingNotification", der, "pendingNotification")
+    kind, value = fields.choice(
+        fields.decode("PendingNotification", der, "pendingNotification"),
+        "pendingNotification",
+        ("profileInstallationResult", "otherSignedNotification"),
+    )
     try:
         parts = [t.raw for t in iter_tlvs(read_tlv(der).value)]
+        signature = read_tlv(parts[1]).value
     except TlvError as exc:
         raise RspError(INVALID_INPUT, f"pendingNotification is not DER: {exc}") from None
     if kind == "profileInstallationResult":
         data = value["profileInstallationResultData"]
         seq, event, iccid, address = _metadata(data["notificationMetadata"])
-        result_kind, result = data["finalResult"]
+        transaction_id = data["transactionId"]
+        if not 1 <= len(transaction_id) <= 16:
+            raise RspError(INVALID_INPUT, "profileInstallationResult transactionId must be 1 to 16 bytes")
+        result_kind, result = fields.choice(data["finalResult"], "finalResult", ("successResult", "errorResult"))
         return PendingNotification(
-            kind, seq, event, iccid, address, signed=parts[0], signature=read_tlv(parts[1]).value,
-            transaction_id=data["transactionId"].hex().upper(),
+            kind, seq, event, iccid, address, signed=parts[0], signature=signature,
+            transaction_id=transaction_id.hex().upper(),
             smdp_oid=data.get("smdpOid"),
             final_result=(result_kind, result),
             detail=_result_detail(result_kind, result),
         )
     seq, event, iccid, address = _metadata(value["tbsOtherNotification"])
     return PendingNotification(
-        kind, seq, event, iccid, address, signed=parts[0], signature=read_tlv(parts[1]).value,
+        kind, seq, event, iccid, address, signed=parts[0], signature=signature,
         euicc_certificate=parts[2], eum_certificate=parts[3],
     )
 
 
 def _result_detail(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    """What the finalResult says, as JSON for the notification record (``kind`` checked by the caller)."""
     if kind == "successResult":
         return {"result": "success", "aid": result["aid"].hex().upper()}
     return {"result": "error", "bppCommandId": result["bppCommandId"], "errorReason": result["errorReason"]}

@@ -2,15 +2,17 @@
 
 Each ES9+ call is one database transaction: the session row is locked (PostgreSQL) or the single SQLite
 writer held, its step checked, the request verified, and the new state written, so that a replayed or
-concurrent call can't advance a session twice and no profile is handed out twice.  Progress events for
-operators are queued in the same transaction (see smdp.services.events).
+concurrent call can't advance a session twice and no profile is handed out twice.  What a verified message
+may do to a profile is decided by :mod:`smdp.rsp.lifecycle`, under the profile's row lock.  Progress events
+for operators are queued in the same transaction (see smdp.services.events).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,30 +27,29 @@ from smdp.crypto import ecdsa
 from smdp.crypto.cc import confirmation_code_hash_from_digest
 from smdp.crypto.sealed import Sealer
 from smdp.pki.store import ServerCredentials
-from smdp.rsp import es2, es8, es9, metadata, session_end
+from smdp.rsp import es2, es8, es9, lifecycle, metadata, session_end
 from smdp.rsp.fields import transaction_id as read_transaction_id
+from smdp.rsp.lifecycle import CC_MAX_FAILURES, ProfileState, SessionStep
 from smdp.rsp.status import (
     CONFIRMATION_CODE_MISSING,
     CONFIRMATION_CODE_REFUSED,
     CONFIRMATION_CODE_RETRIES_EXCEEDED,
-    DOWNLOAD_ORDER_EXPIRED,
     EID_REFUSED,
     MATCHING_ID_REFUSED,
-    MAX_RETRIES_EXCEEDED,
     PPR_NOT_ALLOWED,
-    PROFILE_NOT_RELEASED,
     TRANSACTION_ID_UNKNOWN,
     RspError,
 )
 from smdp.services import events
 from smdp.store import repo
 from smdp.store.db import Database
-from smdp.store.tables import DownloadSession, Notification, Profile, ProfileState, SessionStep
+from smdp.store.tables import DownloadSession, Notification, Profile
+
 
 log = logging.getLogger(__name__)
 
-CC_MAX_FAILURES = 3
-DOWNLOADABLE = [ProfileState.RELEASED.value]
+# Where the default SM-DP+ flow (no matching ID, SGP.22 3.1.1.4) may find an order for the EID.
+DEFAULT_ORDER_STATES = [ProfileState.RELEASED.value, ProfileState.DOWNLOADED.value]
 
 
 def _now() -> datetime:
@@ -73,6 +74,21 @@ def _key_values(row: DownloadSession) -> es9.SessionKeyValues:
     return es9.SessionKeyValues(row.transaction_id, row.server_challenge, row.smdp_address, row.ci_pkid)
 
 
+def _code(error: RspError) -> str:
+    return f"{error.code.subject_code}/{error.code.reason_code}"
+
+
+@dataclass
+class _Call:
+    """One ES9+ call on a locked session row.  ``verified`` is set once the eUICC's signature over this
+    session's data has been checked; ``keep_open`` lets a verified failure leave the session usable."""
+
+    db: AsyncSession
+    row: DownloadSession
+    verified: bool = False
+    keep_open: bool = False
+
+
 @dataclass
 class DownloadService:
     db: Database
@@ -80,6 +96,9 @@ class DownloadService:
     sealer: Sealer
     addresses: frozenset[str]
     session_ttl: timedelta = timedelta(minutes=10)
+    # Lab option: also accept hashCc computed over the hex-decoded Confirmation Code (some test tools do).
+    accept_hex_confirmation_code: bool = False
+    clock: Callable[[], datetime] = _now
     trusted_cis: list[x509.Certificate] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,38 +107,45 @@ class DownloadService:
     # --- helpers ---------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _step(
-        self, transaction_id: str, steps: tuple[SessionStep, ...]
-    ) -> AsyncIterator[tuple[AsyncSession, DownloadSession]]:
+    async def _step(self, transaction_id: str, steps: tuple[SessionStep, ...]) -> AsyncIterator[_Call]:
         """One ES9+ call on one session, in one transaction with the session row locked.
 
-        An RspError raised inside marks the session failed and is re-raised after the commit, so that
-        what the failure changed (the session, a confirmation-code counter) is kept; anything else
-        rolls back."""
+        A failure before the eUICC's signature is verified rolls everything back: an unauthenticated request
+        naming someone's transactionId can't end that session.  A failure after it (an RspError) is kept:
+        the session is marked failed (unless ``keep_open``) along with what the failure changed (a
+        confirmation-code counter), then re-raised after the commit.  Anything else rolls back."""
         error: RspError | None = None
         async with self.db.transaction() as db:
             row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
-            if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < _now():
+            if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < self.clock():
                 raise RspError(TRANSACTION_ID_UNKNOWN)
+            call = _Call(db, row)
             try:
-                yield db, row
+                yield call
             except RspError as exc:
+                if not call.verified:
+                    raise
                 error = exc
-                row.step = SessionStep.FAILED.value
-                row.status_code = f"{exc.code.subject_code}/{exc.code.reason_code}"
-            repo.touch(row)
+                if not call.keep_open:
+                    row.step = SessionStep.FAILED.value
+                    row.status_code = _code(exc)
+            repo.touch(row, self.clock())
             await repo.save(db, row)
         if error is not None:
             raise error
 
     async def expire_sessions(self) -> int:
-        """Close sessions whose time ran out mid-flow (SessionStep.FAILED, status "expired"); returns how many."""
-        open_steps = [SessionStep.INITIATED.value, SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value]
+        """Close sessions whose time ran out mid-flow (SessionStep.FAILED, status "expired"); returns how many.
+
+        The profile is left as it is: a Downloaded profile stays bound to the eUICC that got its BPP, which may
+        still install it or retry (SGP.22 3.1.3.3)."""
+        open_steps = [step.value for step in lifecycle.OPEN_STEPS]
+        now = self.clock()
         async with self.db.transaction() as db:
             result = await db.exec(
                 update(DownloadSession)
-                .where(DownloadSession.step.in_(open_steps), DownloadSession.expires_at < _now())  # type: ignore[attr-defined]
-                .values(step=SessionStep.FAILED.value, status_code="expired", updated_at=_now())
+                .where(DownloadSession.step.in_(open_steps), DownloadSession.expires_at < now)  # type: ignore[attr-defined]
+                .values(step=SessionStep.FAILED.value, status_code="expired", updated_at=now)
             )
         return int(result.rowcount or 0)
 
@@ -128,12 +154,13 @@ class DownloadService:
     async def initiate_authentication(self, body: dict[str, Any]) -> dict[str, Any]:
         initiated = es9.initiate_authentication(body, self.credentials, self.addresses)
         s = initiated.session
-        now = _now()
+        now = self.clock()
         async with self.db.transaction() as db:
             await repo.save(
                 db,
                 DownloadSession(
                     transaction_id=s.transaction_id,
+                    step=SessionStep.INITIATED.value,
                     server_challenge=s.server_challenge,
                     smdp_address=s.smdp_address,
                     ci_pkid=s.ci_pkid,
@@ -145,9 +172,14 @@ class DownloadService:
         return initiated.response
 
     async def authenticate_client(self, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._step(read_transaction_id(body), (SessionStep.INITIATED,)) as (db, row):
-            euicc = es9.verify_authenticate_client(body, _key_values(row), self.trusted_cis, _now())
-            profile = await self._select_profile(db, euicc)
+        async with self._step(read_transaction_id(body), (SessionStep.INITIATED,)) as call:
+            row = call.row
+            euicc = es9.verify_authenticate_client(body, _key_values(row), self.trusted_cis, self.clock())
+            call.verified = True
+            row.eid = euicc.eid
+            row.euicc_certificate = euicc.euicc_certificate
+            row.matching_id = euicc.matching_id or None
+            profile = await self._select_profile(call.db, euicc)
             chain = self.credentials.chain_for(row.ci_pkid)
             assert chain is not None  # chosen by initiateAuthentication from the same credentials
             row.store_metadata = _store_metadata(profile, row)
@@ -159,29 +191,25 @@ class DownloadService:
                 cc_required=profile.cc_hash is not None,
                 bpp_euicc_otpk=profile.last_euicc_otpk if profile.eid == euicc.eid else None,
             )
-            row.eid = euicc.eid
-            row.euicc_certificate = euicc.euicc_certificate
             row.profile_id = profile.id
-            row.matching_id = euicc.matching_id or None
+            row.order_seq = profile.order_seq
             row.smdp_signature2 = offer.smdp_signature2
             row.step = SessionStep.AUTHENTICATED.value
         return offer.response
 
-    async def _select_profile(self, db: Any, euicc: es9.AuthenticatedEuicc) -> Profile:
-        """The profile this eUICC may download now (SGP.22 5.6.2 steps on the matching ID / EID)."""
+    async def _select_profile(self, db: AsyncSession, euicc: es9.AuthenticatedEuicc) -> Profile:
+        """The profile this eUICC may download now (SGP.22 5.6.2 checks on the matching ID / EID)."""
         if euicc.matching_id:
             profile = await repo.profile_by_matching_id(db, euicc.matching_id, for_update=True)
             if profile is None:
                 raise RspError(MATCHING_ID_REFUSED, "unknown matching ID")
         else:
-            states = DOWNLOADABLE + [ProfileState.DOWNLOADED.value]
-            profile = await repo.default_profile_for_eid(db, euicc.eid, states, for_update=True)
+            # Default SM-DP+ use case: no matching ID; the EID must have a pending order (SGP.22 5.6.2).
+            profile = await repo.default_profile_for_eid(db, euicc.eid, DEFAULT_ORDER_STATES, for_update=True)
             if profile is None:
-                raise RspError(MATCHING_ID_REFUSED, "no pending order for this EID")
+                raise RspError(EID_REFUSED, "no pending order for this EID")
         try:
-            if profile.eid is not None and profile.eid != euicc.eid:
-                raise RspError(EID_REFUSED)
-            self._check_downloadable(profile, euicc.eid)
+            lifecycle.check_downloadable(profile, euicc.eid, self.clock())
             refused = metadata.forbidden_pprs(euicc.euicc_info2, profile.profile_metadata)
             if refused:
                 raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
@@ -191,52 +219,49 @@ class DownloadService:
         await events.record(db, profile, es2.ELIGIBILITY_CHECK, ok=True, eid=euicc.eid)
         return profile
 
-    @staticmethod
-    def _check_downloadable(profile: Profile, eid: str) -> None:
-        if profile.expires_at is not None and _aware(profile.expires_at) < _now():
-            raise RspError(DOWNLOAD_ORDER_EXPIRED)
-        if profile.max_download_attempts is not None and profile.download_attempts >= profile.max_download_attempts:
-            raise RspError(MAX_RETRIES_EXCEEDED)
-        if profile.cc_hash is not None and profile.cc_failures >= CC_MAX_FAILURES:
-            raise RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
-        if profile.reusable:
-            return
-        retry = profile.state == ProfileState.DOWNLOADED.value and profile.eid == eid
-        if profile.state not in DOWNLOADABLE and not retry:
-            raise RspError(PROFILE_NOT_RELEASED, f"profile is {profile.state}")
-
     async def get_bound_profile_package(self, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._step(read_transaction_id(body), (SessionStep.AUTHENTICATED,)) as (db, row):
+        async with self._step(read_transaction_id(body), (SessionStep.AUTHENTICATED,)) as call:
+            row = call.row
             assert row.euicc_certificate is not None and row.smdp_signature2 is not None and row.eid is not None
             public_key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
             prepared = es9.verify_prepare_download(body, _key_values(row), public_key, row.smdp_signature2)  # type: ignore[arg-type]
+            call.verified = True
             assert row.profile_id is not None
-            profile = await repo.profile_by_id(db, row.profile_id, for_update=True)
+            profile = await repo.profile_by_id(call.db, row.profile_id, for_update=True)
             assert profile is not None
+            lifecycle.check_session_order(profile, row)
+            lifecycle.check_downloadable(profile, row.eid, self.clock())
             try:
                 self._check_confirmation_code(profile, prepared.hash_cc, row.transaction_id)
             except RspError as error:  # a wrong code counts even though the call fails
-                await repo.save(db, profile)
-                await events.record(db, profile, es2.CONFIRMATION_FAILURE, ok=False, eid=row.eid, error=error)
+                # SGP.22 5.6.3: a refused code leaves the session open for another attempt, up to the limit.
+                call.keep_open = error.code is CONFIRMATION_CODE_REFUSED
+                repo.touch(profile, self.clock())
+                await repo.save(call.db, profile)
+                await events.record(call.db, profile, es2.CONFIRMATION_FAILURE, ok=False, eid=row.eid, error=error)
                 raise
-            self._check_downloadable(profile, row.eid)
             bpp = self._bind(profile, row, prepared.euicc_otpk)
-            await repo.save(db, profile)
-            await events.record(db, profile, es2.BPP_DOWNLOAD, ok=True, eid=row.eid)
+            await repo.save(call.db, profile)
+            await events.record(call.db, profile, es2.BPP_DOWNLOAD, ok=True, eid=row.eid)
         return {"transactionId": row.transaction_id, "boundProfilePackage": bpp}
 
-    @staticmethod
-    def _check_confirmation_code(profile: Profile, hash_cc: bytes | None, transaction_id: str) -> None:
+    def _check_confirmation_code(self, profile: Profile, hash_cc: bytes | None, transaction_id: str) -> None:
+        """hashCc = SHA256(SHA256(code) || transactionId) (SGP.22 3.1.3.2); a correct code resets the count."""
         if profile.cc_hash is None:
             return
         if hash_cc is None:
             raise RspError(CONFIRMATION_CODE_MISSING)
-        if hash_cc != confirmation_code_hash_from_digest(profile.cc_hash, bytes.fromhex(transaction_id)):
-            profile.cc_failures += 1
-            repo.touch(profile)
-            if profile.cc_failures >= CC_MAX_FAILURES:
-                raise RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
-            raise RspError(CONFIRMATION_CODE_REFUSED)
+        digests = [profile.cc_hash]
+        if self.accept_hex_confirmation_code and profile.cc_hash_hex is not None:
+            digests.append(profile.cc_hash_hex)
+        tid = bytes.fromhex(transaction_id)
+        if any(hmac.compare_digest(hash_cc, confirmation_code_hash_from_digest(d, tid)) for d in digests):
+            profile.cc_failures = 0
+            return
+        profile.cc_failures += 1
+        if profile.cc_failures >= CC_MAX_FAILURES:
+            raise RspError(CONFIRMATION_CODE_RETRIES_EXCEEDED)
+        raise RspError(CONFIRMATION_CODE_REFUSED)
 
     def _bind(self, profile: Profile, row: DownloadSession, euicc_otpk: bytes) -> str:
         """Build the BPP; reuse otSK.DP if the eUICC presents the otPK of the last attempt (SGP.22 3.1.3.3)."""
@@ -258,22 +283,21 @@ class DownloadService:
             store_metadata=row.store_metadata or _store_metadata(profile, row),
             profile=profile.der,
         )
-        if not profile.reusable:
-            profile.state = ProfileState.DOWNLOADED.value
-            profile.eid = row.eid
-        profile.download_attempts += 1
-        repo.touch(profile)
+        lifecycle.deliver_bpp(profile, row)
+        repo.touch(profile, self.clock())
         row.step = SessionStep.BPP_DELIVERED.value
-        repo.touch(row)
         return b64.b64encode(bpp.der)
 
     async def handle_notification(self, body: dict[str, Any]) -> None:
-        """Verify and record a notification; an installation result also settles its session and profile.
+        """ES9+.HandleNotification (SGP.22 5.6.4): verify, record once, and let the lifecycle decide.
 
-        A notification that fails verification changes nothing (it may not come from the eUICC)."""
+        A notification that fails verification changes nothing (it may not come from the eUICC).  A verified
+        one is recorded (with whether it was applied, and why) and acknowledged; it changes the profile only
+        as :mod:`smdp.rsp.lifecycle` allows: an installation result of the outstanding BPP of the current
+        order, or enable/disable/delete from the eUICC holding the profile."""
         notification = session_end.parse_pending_notification(body)
         async with self.db.transaction() as db:
-            row = None
+            row: DownloadSession | None = None
             if notification.kind == "profileInstallationResult":
                 assert notification.transaction_id is not None
                 row = await repo.session_by_transaction_id(db, notification.transaction_id, for_update=True)
@@ -283,13 +307,21 @@ class DownloadService:
                 session_end.verify_notification_signature(notification, key)  # type: ignore[arg-type]
                 eid = row.eid
             else:
-                identity = session_end.other_notification_signer(notification, self.trusted_cis, _now())
+                identity = session_end.other_notification_signer(notification, self.trusted_cis, self.clock())
                 session_end.verify_notification_signature(notification, identity.public_key)
                 eid = identity.eid
-            fresh = await repo.record_notification(
+            digest = hashlib.sha256(eid.encode() + notification.signed).hexdigest()
+            if await repo.notification_recorded(db, digest):
+                log.info("notification %s seq %s from %s: a duplicate", notification.event, notification.seq_number, eid)
+                return
+            if row is not None:
+                decision = await self._installation_result(db, row, bool(notification.success), body["pendingNotification"])
+            else:
+                decision = await self._management_event(db, notification, eid)
+            await repo.record_notification(
                 db,
                 Notification(
-                    digest=hashlib.sha256(notification.signed + notification.signature).hexdigest(),
+                    digest=digest,
                     eid=eid,
                     seq_number=notification.seq_number,
                     event=notification.event,
@@ -297,53 +329,69 @@ class DownloadService:
                     transaction_id=notification.transaction_id,
                     success=notification.success,
                     detail=notification.detail,
-                    der=notification.signed,
+                    der=b64.b64decode(body["pendingNotification"]),  # as received: verifiable again
+                    applied=decision.applied,
+                    disposition=decision.reason[:255],
+                    received_at=self.clock(),
                 ),
             )
-            if fresh and row is not None:
-                await self._installation_result(db, row, bool(notification.success), body["pendingNotification"])
-            elif fresh and notification.iccid and notification.event in es2.OTHER_EVENTS:
-                profile = await repo.profile_by_iccid(db, notification.iccid)
-                if profile is not None:
-                    await events.record(db, profile, es2.OTHER_EVENTS[notification.event], ok=True, eid=eid)
-        log.info("notification %s seq %s from %s recorded=%s", notification.event, notification.seq_number, eid, fresh)
+        log.info(
+            "notification %s seq %s from %s: %s", notification.event, notification.seq_number, eid,
+            decision.reason if decision.applied else f"recorded only ({decision.reason})",
+        )
 
-    async def _installation_result(self, db: AsyncSession, row: DownloadSession, success: bool, pir: str) -> None:
-        row.step = SessionStep.COMPLETED.value if success else SessionStep.FAILED.value
-        repo.touch(row)
-        await repo.save(db, row)
+    async def _installation_result(
+        self, db: AsyncSession, row: DownloadSession, success: bool, pir: str
+    ) -> lifecycle.Decision:
         profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
         if profile is None:
-            return
-        if success:  # no retry any more: drop the one-time key material
-            profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
-        if not profile.reusable:
-            # A failed installation leaves the order downloadable again by the same eUICC (download retry).
-            profile.state = ProfileState.INSTALLED.value if success else ProfileState.RELEASED.value
-        repo.touch(profile)
-        await repo.save(db, profile)
-        await events.record(db, profile, es2.BPP_INSTALLATION, ok=success, eid=row.eid, result_data=pir)
+            decision = lifecycle.Decision(False, "the session never named a profile")
+        else:
+            decision = lifecycle.installation_result(profile, row, success=success)
+        if row.step == SessionStep.BPP_DELIVERED.value:  # what happened to this session's BPP, either way
+            row.step = SessionStep.COMPLETED.value if success else SessionStep.FAILED.value
+            row.status_code = None if success else "installation failed"
+            repo.touch(row, self.clock())
+            await repo.save(db, row)
+        if profile is not None and decision.applied:
+            if success:  # no retry any more: drop the one-time key material
+                profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
+            repo.touch(profile, self.clock())
+            await repo.save(db, profile)
+            await events.record(db, profile, es2.BPP_INSTALLATION, ok=success, eid=row.eid, result_data=pir)
+        return decision
+
+    async def _management_event(
+        self, db: AsyncSession, notification: session_end.PendingNotification, eid: str
+    ) -> lifecycle.Decision:
+        profile = await repo.profile_by_iccid(db, notification.iccid, for_update=True) if notification.iccid else None
+        if profile is None:
+            return lifecycle.Decision(False, "no such profile here")
+        decision = lifecycle.profile_management_event(profile, eid, notification.event)
+        if decision.applied:
+            repo.touch(profile, self.clock())
+            await repo.save(db, profile)
+            await events.record(db, profile, es2.OTHER_EVENTS[notification.event], ok=True, eid=eid)
+        return decision
 
     async def cancel_session(self, body: dict[str, Any]) -> dict[str, Any]:
-        """ES9+.CancelSession; a refused cancel (bad signature, wrong OID) changes nothing."""
+        """ES9+.CancelSession (SGP.22 5.6.5); a refused cancel (bad signature, wrong OID) changes nothing."""
         transaction_id = read_transaction_id(body)
         live = (SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value)
         async with self.db.transaction() as db:
             row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
-            if row is None or row.step not in live or row.euicc_certificate is None or _aware(row.expires_at) < _now():
+            if row is None or row.step not in live or row.euicc_certificate is None or _aware(row.expires_at) < self.clock():
                 raise RspError(TRANSACTION_ID_UNKNOWN)
             key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
             reason = session_end.verify_cancel_session(body, _key_values(row), key, self.credentials.smdp_oid)  # type: ignore[arg-type]
-            delivered = row.step == SessionStep.BPP_DELIVERED.value
+            profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
+            if profile is not None and lifecycle.cancel_download(profile, row):  # the order is available again
+                repo.touch(profile, self.clock())
+                await repo.save(db, profile)
             row.step = SessionStep.CANCELLED.value
             row.status_code = f"cancelled:{reason}"
-            repo.touch(row)
+            repo.touch(row, self.clock())
             await repo.save(db, row)
-            profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
-            if delivered and profile is not None and profile.state == ProfileState.DOWNLOADED.value:
-                profile.state = ProfileState.RELEASED.value  # SGP.22 5.6.5: the order is available again
-                repo.touch(profile)
-                await repo.save(db, profile)
-            if profile is not None:
+            if profile is not None and row.order_seq == profile.order_seq:
                 await events.record(db, profile, es2.SESSION_CANCELLED, ok=True, eid=row.eid)
         return {}

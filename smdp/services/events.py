@@ -6,6 +6,7 @@ change that caused it was committed; :mod:`smdp.services.outbox` delivers it lat
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,6 +38,7 @@ async def record(
     code = (error.code.subject_code, error.code.reason_code, error.message) if error is not None else None
     payload = es2.progress_payload(
         requester=REQUESTER,
+        function_call_id=str(uuid.uuid4()),
         iccid=profile.iccid,
         profile_type=profile.profile_type,
         eid=eid or profile.eid,

@@ -11,8 +11,8 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from smdp.crypto.cc import confirmation_code_digest
-from smdp.rsp import es2
+from smdp.crypto.cc import confirmation_code_digests
+from smdp.rsp import es2, lifecycle
 from smdp.rsp.activation import new_matching_id
 from smdp.rsp.status import (
     CONDITIONAL_INPUT_MISSING,
@@ -21,7 +21,6 @@ from smdp.rsp.status import (
     ICCID_ALREADY_RESERVED,
     ICCID_UNKNOWN,
     INVALID_INPUT,
-    INVALID_TRANSITION,
     MATCHING_ID_IN_USE,
     MATCHING_ID_MISMATCH,
     PROFILE_TYPE_EXHAUSTED,
@@ -31,8 +30,8 @@ from smdp.rsp.status import (
 from smdp.store import catalog, repo
 from smdp.store.db import Database
 from smdp.store.orders import Operator
+from smdp.rsp.lifecycle import ProfileState as S
 from smdp.store.tables import Profile
-from smdp.store.tables import ProfileState as S
 
 DEFAULT_ORDER_VALIDITY = timedelta(days=30)
 
@@ -54,12 +53,6 @@ class OrderService:
             raise RspError(ICCID_UNKNOWN, f"no profile {iccid}")
         return profile
 
-    @staticmethod
-    def _move(profile: Profile, target: S) -> None:
-        es2.check_transition(profile.state, target)
-        profile.state = target.value
-        repo.touch(profile)
-
     async def download_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
         """DownloadOrder (5.3.1): reserve a profile, by ICCID or by profile type, optionally for an EID."""
         eid = es2.eid(body)
@@ -76,8 +69,8 @@ class OrderService:
                     raise RspError(PROFILE_TYPE_UNKNOWN, f"profile {iccid} is not of type {profile_type}")
             else:
                 profile = await self._available_of_type(db, operator, str(profile_type))
-            self._move(profile, S.LINKED if eid else S.ALLOCATED)
-            profile.eid = eid
+            lifecycle.start_order(profile, eid)
+            repo.touch(profile)
             profile.expires_at = _now() + await self._validity(db, profile)
             await repo.save(db, profile)
         return {"iccid": profile.iccid}
@@ -101,7 +94,8 @@ class OrderService:
         raise RspError(PROFILE_TYPE_EXHAUSTED, f"no available profile of type {profile_type!r}")
 
     async def confirm_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
-        """ConfirmOrder (5.3.2): matching ID (given, or generated for ""), confirmation code, release flag."""
+        """ConfirmOrder (5.3.2): matching ID (given; generated when omitted; "" for the default SM-DP+ use case,
+        which needs an EID), confirmation code, release flag."""
         iccid = str(es2.iccid(body))
         eid = es2.eid(body)
         matching_id = es2.matching_id(body)
@@ -112,20 +106,20 @@ class OrderService:
         release = es2.required_bool(body, "releaseFlag")
         async with self.db.transaction() as db:
             profile = await self._own_profile(db, operator, iccid)
-            es2.check_transition(profile.state, S.CONFIRMED)
-            if eid and profile.eid and eid != profile.eid:
+            lifecycle.check_transition(profile.state, S.CONFIRMED)
+            if eid and profile.order_eid and eid != profile.order_eid:
                 raise RspError(EID_MISMATCH)
-            eid = eid or profile.eid
-            if matching_id is None and eid is None:
-                raise RspError(EID_MISSING)
-            if matching_id == "":
+            eid = eid or profile.order_eid
+            if matching_id == "" and eid is None:
+                raise RspError(EID_MISSING, "an empty matchingId (default SM-DP+ use case) needs the EID")
+            if matching_id is None:
                 matching_id = new_matching_id()
             if matching_id and await repo.profile_by_matching_id(db, matching_id) is not None:
                 raise RspError(MATCHING_ID_IN_USE, f"matching ID {matching_id} is in use")
-            profile.eid, profile.matching_id, profile.smds_address = eid, matching_id or None, smds
-            profile.cc_hash = confirmation_code_digest(code.encode()) if code else None
-            profile.cc_failures = 0
-            self._move(profile, S.RELEASED if release else S.CONFIRMED)
+            profile.matching_id, profile.smds_address = matching_id or None, smds
+            profile.cc_hash, profile.cc_hash_hex = confirmation_code_digests(code) if code else (None, None)
+            lifecycle.confirm_order(profile, eid, release=release)
+            repo.touch(profile)
             await repo.save(db, profile)
         answer: dict[str, Any] = {"smdpAddress": self.smdp_address}
         if eid:
@@ -135,22 +129,24 @@ class OrderService:
         return answer
 
     async def cancel_order(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
-        """CancelOrder (5.3.3): back to Available or Unavailable; EID and matching ID must match if given."""
+        """CancelOrder (5.3.3): back to Available or Unavailable.  An order made for an EID is cancelled by
+        naming that EID; a matching ID, if given, must be the order's."""
         iccid = str(es2.iccid(body))
         eid = es2.eid(body)
         matching_id = es2.matching_id(body)
         final = es2.final_status(body)
         async with self.db.transaction() as db:
             profile = await self._own_profile(db, operator, iccid)
-            if eid and eid != profile.eid:
+            if profile.order_eid and eid is None:
+                raise RspError(EID_MISSING, "this order was made for an EID: CancelOrder must name it")
+            if eid and eid != profile.order_eid:
                 raise RspError(EID_MISMATCH)
             if matching_id and matching_id != profile.matching_id:
                 raise RspError(MATCHING_ID_MISMATCH)
-            self._move(profile, final)
-            profile.eid = profile.matching_id = profile.cc_hash = profile.smds_address = None
-            profile.expires_at = None
-            profile.download_attempts = profile.cc_failures = 0
+            lifecycle.end_order(profile, final)
+            profile.matching_id = profile.cc_hash = profile.cc_hash_hex = profile.smds_address = None
             profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
+            repo.touch(profile)
             await repo.save(db, profile)
         return {}
 
@@ -159,8 +155,7 @@ class OrderService:
         iccid = str(es2.iccid(body))
         async with self.db.transaction() as db:
             profile = await self._own_profile(db, operator, iccid)
-            if profile.state != S.CONFIRMED.value:
-                raise RspError(INVALID_TRANSITION, f"only a Confirmed profile can be released, not a {profile.state} one")
-            self._move(profile, S.RELEASED)
+            lifecycle.release(profile)
+            repo.touch(profile)
             await repo.save(db, profile)
         return {}

@@ -33,7 +33,8 @@ from smdp.rsp.activation import ActivationCode, new_matching_id
 from smdp.rsp.metadata import store_metadata_request
 from smdp.store import catalog
 from smdp.store.db import Database
-from smdp.store.tables import Profile, ProfileState
+from smdp.rsp.lifecycle import initial_state
+from smdp.store.tables import Profile
 
 __all__ = [
     "GenerationResult",
@@ -245,8 +246,6 @@ async def _store_batch(
     db: Database, batch: list[dict[str, Any]], profile_type: catalog.ProfileType, metadata: dict[str, Any],
     operator_id: int | None,
 ) -> None:
-    released = ProfileState.RELEASED.value
-    available = ProfileState.AVAILABLE.value
     async with db.transaction() as session:
         taken = await catalog.existing_iccids(session, [p["iccid"] for p in batch])
         if taken:
@@ -254,7 +253,7 @@ async def _store_batch(
         for item in batch:
             session.add(Profile(
                 iccid=item["iccid"], matching_id=item["matching_id"], der=item["der"],
-                state=released if item["matching_id"] else available, profile_metadata=metadata,
+                state=initial_state(stock=not item["matching_id"]).value, profile_metadata=metadata,
                 profile_type=profile_type.name, operator_id=operator_id, reusable=profile_type.reusable,
                 max_download_attempts=profile_type.max_download_attempts,
             ))  # fmt: skip

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from smdp.crypto.cc import confirmation_code_digests
 from smdp.pki.eid import is_valid_eid
 from smdp.profiles.saip import SaipError, validate_profile_package
 from smdp.rsp.activation import new_matching_id
+from smdp.rsp.lifecycle import initial_state
 from smdp.store import repo
 from smdp.store.db import Database
-from smdp.store.tables import Profile, ProfileState
+from smdp.store.tables import Profile
 
 
 class ProfileImportError(ValueError):
@@ -64,16 +65,19 @@ async def import_profile(
     if matching_id is None and eid is None and not stock:
         matching_id = new_matching_id()
     iccid = package.iccid
+    cc_hash, cc_hash_hex = confirmation_code_digests(confirmation_code) if confirmation_code else (None, None)
     profile = Profile(
         iccid=iccid,
         matching_id=matching_id,
         eid=eid,
-        state=(ProfileState.AVAILABLE if stock else ProfileState.RELEASED).value,
+        state=initial_state(stock=stock).value,
+        order_eid=eid,
         operator_id=operator_id,
         profile_type=profile_type,
         der=der,
         profile_metadata=metadata or default_metadata(iccid),
-        cc_hash=hashlib.sha256(confirmation_code.encode()).digest() if confirmation_code else None,
+        cc_hash=cc_hash,
+        cc_hash_hex=cc_hash_hex,
         reusable=reusable,
     )
     try:
@@ -97,6 +101,7 @@ async def list_profiles(db: Database, *, operator_id: int | None = None, state: 
             "matchingId": p.matching_id,
             "eid": p.eid,
             "state": p.state,
+            "euiccState": p.euicc_state,
             "profileName": p.profile_metadata.get("profileName"),
             "downloadAttempts": p.download_attempts,
             "profileType": p.profile_type,

@@ -17,8 +17,11 @@ async def add_profile(db: AsyncSession, profile: Profile) -> Profile:
     return profile
 
 
-async def profile_by_iccid(db: AsyncSession, iccid: str) -> Profile | None:
-    return (await db.exec(select(Profile).where(Profile.iccid == iccid))).first()
+async def profile_by_iccid(db: AsyncSession, iccid: str, *, for_update: bool = False) -> Profile | None:
+    query = select(Profile).where(Profile.iccid == iccid)
+    if for_update:
+        query = query.with_for_update()
+    return (await db.exec(query)).first()
 
 
 async def profile_by_id(db: AsyncSession, profile_id: int, *, for_update: bool = False) -> Profile | None:
@@ -77,6 +80,10 @@ async def session_by_transaction_id(
 async def save(db: AsyncSession, row: Profile | DownloadSession | Notification) -> None:
     db.add(row)
     await db.flush()
+
+
+async def notification_recorded(db: AsyncSession, digest: str) -> bool:
+    return (await db.exec(select(Notification.id).where(Notification.digest == digest))).first() is not None
 
 
 async def record_notification(db: AsyncSession, notification: Notification) -> bool:

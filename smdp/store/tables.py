@@ -8,7 +8,6 @@ one-time private keys are stored sealed (see :mod:`smdp.crypto.sealed`), never i
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import Enum
 
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import JSON, Field, SQLModel
@@ -18,27 +17,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class ProfileState(str, Enum):
-    """Profile states of SGP.22 section 3.3 (ES2+ lifecycle); the ES9+ core uses a subset."""
-
-    AVAILABLE = "Available"
-    ALLOCATED = "Allocated"
-    LINKED = "Linked"
-    CONFIRMED = "Confirmed"
-    RELEASED = "Released"
-    DOWNLOADED = "Downloaded"
-    INSTALLED = "Installed"
-    ERROR = "Error"
-    UNAVAILABLE = "Unavailable"
-
-
 class Profile(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     iccid: str = Field(index=True, unique=True, max_length=20)
     # NULL matching ID + bound EID = the eUICC's default SM-DP+ order (SGP.22 section 3.1.1.4).
     matching_id: str | None = Field(default=None, index=True, unique=True, max_length=255)
+    # The eUICC the profile is bound to: the order's EID, or the eUICC that received its BPP.
     eid: str | None = Field(default=None, index=True, max_length=32)
-    state: str = Field(default=ProfileState.RELEASED.value, index=True, max_length=16)
+    # The states, their transitions and the columns below are smdp.rsp.lifecycle's: only it assigns them.
+    state: str = Field(index=True, max_length=16)
+    order_eid: str | None = Field(default=None, max_length=32)  # the EID named by the operator's order
+    order_seq: int = 0  # order generation: CancelOrder starts a new one
+    bpp_transaction_id: str | None = Field(default=None, max_length=32)  # the session whose BPP is outstanding
+    euicc_state: str | None = Field(default=None, max_length=16)  # enabled/disabled/deleted, as its eUICC reported
     # ES2+: the operator owning the profile, and the profile type it was made from (if any).
     operator_id: int | None = Field(default=None, foreign_key="operator.id", index=True)
     profile_type: str | None = Field(default=None, index=True, max_length=64)
@@ -48,6 +39,8 @@ class Profile(SQLModel, table=True):
     profile_metadata: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # SHA-256(confirmation code): all the server needs to check hashCc (SGP.22 section 3.1.3.2 / 5.6.3).
     cc_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # SHA-256 of the hex-decoded code, for test tools that hash it that way (accepted behind a lab option).
+    cc_hash_hex: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     cc_failures: int = 0
     reusable: bool = False
     download_attempts: int = 0
@@ -60,26 +53,18 @@ class Profile(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class SessionStep(str, Enum):
-    INITIATED = "initiated"  # after initiateAuthentication
-    AUTHENTICATED = "authenticated"  # after authenticateClient
-    BPP_DELIVERED = "bpp-delivered"  # after getBoundProfilePackage
-    COMPLETED = "completed"  # install notification received
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
 class DownloadSession(SQLModel, table=True):
     __tablename__ = "download_session"
 
     transaction_id: str = Field(primary_key=True, max_length=32)  # hex, 16 bytes
-    step: str = Field(default=SessionStep.INITIATED.value, index=True, max_length=16)
+    step: str = Field(index=True, max_length=16)  # a smdp.rsp.lifecycle.SessionStep
     server_challenge: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     smdp_address: str = Field(max_length=255)
     ci_pkid: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     eid: str | None = Field(default=None, index=True, max_length=32)
     euicc_certificate: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     profile_id: int | None = Field(default=None, foreign_key="profile.id", index=True)
+    order_seq: int | None = None  # the profile's order generation this session authenticated for
     # ctxParamsForCommonAuthentication carried a matching ID: the default SM-DP+ flow has none.
     matching_id: str | None = Field(default=None, max_length=255)
     smdp_signature2: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
@@ -92,13 +77,15 @@ class DownloadSession(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """A verified pending notification (SGP.22 section 5.6.4), recorded once.
+    """A verified pending notification (SGP.22 section 5.6.4), recorded once, whether or not it changed anything.
 
-    A retried delivery carries the same signed bytes, so the digest of those bytes identifies it
-    (not the sequence number alone: two eUICC states may share an EID, as the SGP.26 set does)."""
+    A retried delivery carries the same signed bytes, perhaps signed anew (ECDSA signatures differ each time),
+    so the digest of the sender's EID and the signed bytes identifies it; ``der`` keeps the whole
+    notification as received, so that it can be verified again.  ``applied`` says whether it changed the
+    profile and ``disposition`` why (see smdp.rsp.lifecycle)."""
 
     id: int | None = Field(default=None, primary_key=True)
-    digest: str = Field(index=True, unique=True, max_length=64)  # SHA-256 of the signed data, hex
+    digest: str = Field(index=True, unique=True, max_length=64)  # SHA-256(EID || signed data), hex
     eid: str = Field(index=True, max_length=32)
     seq_number: int
     event: str = Field(max_length=32)  # install, enable, disable, delete
@@ -107,4 +94,6 @@ class Notification(SQLModel, table=True):
     success: bool | None = None
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    applied: bool = False
+    disposition: str | None = Field(default=None, max_length=255)
     received_at: datetime = Field(default_factory=utcnow)
