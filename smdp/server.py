@@ -69,7 +69,7 @@ class Runtime:
     default_operator_id: int
 
 
-async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime:
+async def open_runtime(settings: Settings, addresses: frozenset[str], *, lab_hex_confirmation_code: bool = False) -> Runtime:
     asn1.rsp()  # compile the ASN.1 modules now, not on the first request
     manifest = ensure_pki(settings)
     credentials = load_server_credentials(manifest)
@@ -81,7 +81,7 @@ async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime
         settings,
         db,
         credentials,
-        DownloadService(db, credentials, sealer, addresses),
+        DownloadService(db, credentials, sealer, addresses, accept_hex_confirmation_code=lab_hex_confirmation_code),
         OrderService(db, smdp_address=""),
         Outbox(db),
         operator_id,
@@ -89,8 +89,9 @@ async def open_runtime(settings: Settings, addresses: frozenset[str]) -> Runtime
 
 
 @asynccontextmanager
-async def running(runtime: Runtime, host: str, port: int) -> AsyncIterator[str]:
-    """Serve ES9+/ES2+ over HTTPS and deliver operator callbacks; yields the bound host:port."""
+async def running(runtime: Runtime, host: str, port: int, public_address: str | None = None) -> AsyncIterator[str]:
+    """Serve ES9+/ES2+ over HTTPS and deliver operator callbacks; yields the bound host:port.  LPAs and operators
+    are told ``public_address`` (e.g. a host name in front of a proxy) if given, else the bound address."""
     runner = web.AppRunner(make_app(runtime.download, runtime.ordering), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
@@ -98,8 +99,8 @@ async def running(runtime: Runtime, host: str, port: int) -> AsyncIterator[str]:
     bound_port = runner.addresses[0][1]
     shown_host = f"[{host}]" if ":" in host else host
     address = f"{shown_host}:{bound_port}"
-    runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [])
-    runtime.ordering.smdp_address = address
+    runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [public_address or address])
+    runtime.ordering.smdp_address = public_address or address  # ConfirmOrder's smdpAddress (SGP.22 5.3.2)
     tasks = [asyncio.create_task(runtime.outbox.run()), asyncio.create_task(_housekeeping(runtime))]
     try:
         yield address
@@ -139,11 +140,16 @@ async def ensure_demo_profile(db: Database, address: str, operator_id: int | Non
     return ActivationCode(address, imported.matching_id)
 
 
-async def serve(settings: Settings, host: str, port: int, extra_addresses: list[str]) -> None:
-    runtime = await open_runtime(settings, accepted_addresses(host, port, extra_addresses))
+async def serve(
+    settings: Settings, host: str, port: int, extra_addresses: list[str], *, lab_hex_confirmation_code: bool = False
+) -> None:
+    runtime = await open_runtime(
+        settings, accepted_addresses(host, port, extra_addresses), lab_hex_confirmation_code=lab_hex_confirmation_code
+    )
     try:
-        async with running(runtime, host, port) as address:
-            demo = await ensure_demo_profile(runtime.db, address, runtime.default_operator_id)
+        public = extra_addresses[0] if extra_addresses else None
+        async with running(runtime, host, port, public) as address:
+            demo = await ensure_demo_profile(runtime.db, public or address, runtime.default_operator_id)
             write_server_info(settings, address)
             if demo is not None:
                 print(f"smdp: demo profile activation code: {demo}", flush=True)

@@ -31,15 +31,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlmodel import select
 
 from smdp.codec import asn1
 from smdp.codec.b64 import b64decode, b64encode
-from smdp.crypto.cc import confirmation_code_hash
 from smdp.crypto.sealed import Sealer
 from smdp.lpa import es10
-from smdp.lpa.download import device_info
 from smdp.pki.store import load_server_credentials
 from smdp.profiles.saip import decode_iccid
 from smdp.rsp.status import RspError
@@ -50,7 +54,14 @@ from smdp.services.profiles import import_profile
 from smdp.store.db import Database
 from smdp.store.orders import Operator, operator_by_name
 from smdp.store.tables import Profile
-from tests.device_tools import Device, demo_iccid, demo_package, new_device
+from tests.device_tools import (
+    Device,
+    authenticate,
+    demo_iccid,
+    demo_package,
+    get_bpp,
+    new_device,
+)
 
 ADDRESS = "smdp.test"
 EXAMPLES = int(os.environ.get("SMDP_PROPERTY_EXAMPLES", "500"))
@@ -183,26 +194,14 @@ class LifecycleMachine(RuleBasedStateMachine):
     # --- the devices (ES9+) ----------------------------------------------------------------------------
 
     async def _start(self, device: Device, matching_id: str | None) -> None:
-        download = self.world.download
-        challenge, info1 = es10.get_euicc_challenge(device.euicc), es10.get_euicc_info1(device.euicc)
-        init = await download.initiate_authentication(
-            {"euiccChallenge": b64encode(challenge), "euiccInfo1": b64encode(info1), "smdpAddress": ADDRESS}
-        )
-        session = Session(init["transactionId"], device)
+        try:
+            transaction_id, auth = await authenticate(self.world.download, device, matching_id, ADDRESS)
+        except RspError as error:
+            auth, transaction_id = None, error.transaction_id  # type: ignore[attr-defined]
+        session = Session(transaction_id, device)
         self.sessions.append(session)
         self.current[device.eid] = session
-        response = es10.authenticate_server(
-            device.euicc,
-            server_signed1=b64decode(init["serverSigned1"]),
-            server_signature1=b64decode(init["serverSignature1"]),
-            euicc_ci_pkid=b64decode(init["euiccCiPKIdToBeUsed"]),
-            server_certificate=b64decode(init["serverCertificate"]),
-            matching_id=matching_id,
-            device_info=device_info(),
-        )
-        try:
-            auth = await download.authenticate_client({"transactionId": session.transaction_id, "authenticateServerResponse": b64encode(response)})
-        except RspError:
+        if auth is None:
             return
         session.auth = auth
         session.iccid = decode_iccid(asn1.rsp().decode("StoreMetadataRequest", b64decode(auth["profileMetadata"]))["iccid"])
@@ -224,20 +223,8 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     async def _get_bpp(self, session: Session, code: str | None) -> None:
         assert session.auth is not None
-        signed2_der = b64decode(session.auth["smdpSigned2"])
-        signed2 = asn1.rsp().decode("SmdpSigned2", signed2_der)
-        hash_cc = confirmation_code_hash(code.encode(), signed2["transactionId"]) if code and signed2["ccRequiredFlag"] else None
-        response = es10.prepare_download(
-            session.device.euicc,
-            smdp_signed2=signed2_der,
-            smdp_signature2=b64decode(session.auth["smdpSignature2"]),
-            smdp_certificate=b64decode(session.auth["smdpCertificate"]),
-            hash_cc=hash_cc,
-        )
         try:
-            await self.world.download.get_bound_profile_package(
-                {"transactionId": session.transaction_id, "prepareDownloadResponse": b64encode(response)}
-            )
+            await get_bpp(self.world.download, session.device, session.transaction_id, session.auth, code)
         except RspError:
             return
         order, eid = session.order, session.device.eid

@@ -49,7 +49,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from smdp.server import serve
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    await serve(settings_of(args), args.host, args.port, args.address)
+    await serve(settings_of(args), args.host, args.port, args.address, lab_hex_confirmation_code=args.lab_hex_confirmation_code)
     return 0
 
 
@@ -170,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     common_options(serve, database=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
-    serve.add_argument("--address", action="append", default=[], help="another SM-DP+ address LPAs may use (host[:port])")
+    serve.add_argument(
+        "--address", action="append", default=[],
+        help="an SM-DP+ address LPAs may use (host[:port]); the first is the public one, given in ConfirmOrder answers and activation codes",
+    )
+    serve.add_argument(
+        "--lab-hex-confirmation-code", action="store_true",
+        help="lab option: also accept hashCc computed over the hex-decoded Confirmation Code (some test tools do)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true")
     serve.set_defaults(handler=cmd_serve)
 
