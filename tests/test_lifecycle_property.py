@@ -143,14 +143,18 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @initialize(
         bind=st.integers(-2, 2), default=st.booleans(), cc=st.booleans(), release=st.sampled_from([True, True, False]),
-        install=st.booleans(),
+        download=st.sampled_from(["no", "authenticated", "yes", "yes, reported"]),
     )
-    def first_order(self, bind: int, default: bool, cc: bool, release: bool, install: bool) -> None:
-        """Every example starts with an order, half of them installed, so that the steps have something to
-        download and to misbehave around, before and after installation."""
-        self.order(0, bind, default, cc, release)
-        if install:
-            self.whole_download(-1, 0, "4711", True)
+    def first_order(self, bind: int, default: bool, cc: bool, release: bool, download: str) -> None:
+        """Every example starts with an order, most of them released and downloaded (the result reported or
+        still pending), so that the steps have something to misbehave around, before and after installation."""
+        self.order(0, bind, default, cc, release or download != "no")
+        if download == "authenticated":  # a session left open before its BPP
+            order = self.profiles[0].order
+            device = next((x for x in self.world.devices if order and x.eid == order.eid), self.world.devices[0])
+            self.world.run(self._start(device, order.matching_id if order else "NOSUCHID"))
+        elif download != "no":
+            self.whole_download(-1, 0, "4711", download == "yes, reported")
 
     @rule(
         p=st.integers(0, PROFILES - 1), bind=st.integers(-2, 2), default=st.booleans(), cc=st.booleans(),
@@ -265,6 +269,40 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.world.run(self._get_bpp(session, code))
         if report and session.got_bpp:
             self._send_result(session, success=True, repeat=False)
+
+    @rule(i=st.integers(0, 5), retry_succeeds=st.booleans(), stale_success=st.booleans())
+    def retry_then_stale_result(self, i: int, retry_succeeds: bool, stale_success: bool) -> None:
+        """Download retry (SGP.22 3.1.3.3): a device whose BPP is still outstanding (no result sent) downloads
+        again in a new session, reports that attempt, and only then the first attempt's result arrives."""
+        pending = [s for s in self.sessions if s.got_bpp and not s.success_sent and s.order is not None and not s.order.ended]
+        if not pending:
+            return
+        first = pending[i % len(pending)]
+        model = self._profile(first.iccid or "")
+        assert first.order is not None
+        self.world.run(self._start(first.device, first.order.matching_id))
+        retry = self.sessions[-1]
+        if retry.auth is not None:
+            self.world.run(self._get_bpp(retry, first.order.cc))
+            if retry.got_bpp:
+                self._send_result(retry, success=retry_succeeds, repeat=False)
+        self._send_result(first, success=stale_success, repeat=False)
+        REACHED["retry then stale result"] += model is not None
+
+    @rule(i=st.integers(0, 5), bind=st.integers(-2, 2), code=st.sampled_from(["4711", "0000"]))
+    def reorder_under_an_open_session(self, i: int, bind: int, code: str) -> None:
+        """The operator cancels and re-orders an ICCID while a device's session for the old order is still open;
+        then that device asks for the BPP (SGP.22 5.3.3: nothing of the old order may act on the new one)."""
+        waiting = [s for s in self.sessions if s.auth is not None and not s.got_bpp and s.order is not None and not s.order.ended]
+        if not waiting:
+            return
+        session = waiting[i % len(waiting)]
+        profile = self._profile(session.iccid or "")
+        self.cancel_order(self.profiles.index(profile), "Available")
+        free = [m for m in self.profiles if m.order is None]
+        self.order(free.index(profile) if profile in free else 0, bind, False, False, True)
+        self.world.run(self._get_bpp(session, code))
+        REACHED["reorder under an open session"] += 1
 
     @rule(d=st.integers(0, 2))
     def cancel_session(self, d: int) -> None:
@@ -394,6 +432,9 @@ def test_random_interleavings_keep_the_lifecycle_invariants(
     finally:
         loop.close()
     print(f"reached: {dict(REACHED)}")
-    for outcome, share in [("BPP delivered", 20), ("installed", 20), ("stale or foreign result", 20), ("management event applied", 500)]:
+    for outcome, share in [
+        ("BPP delivered", 20), ("installed", 20), ("stale or foreign result", 20), ("management event applied", 500),
+        ("retry then stale result", 500), ("reorder under an open session", 500),
+    ]:
         assert REACHED[outcome] >= EXAMPLES // share, f"the examples rarely reach {outcome!r}: {dict(REACHED)}"
 
