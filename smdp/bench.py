@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from smdp.config import load_settings
+from smdp.config import Settings, load_settings, master_sealer
 from smdp.crypto.ecdsa import Curve
 from smdp.crypto.floor import measure_crypto_floor
 from smdp.euicc.euicc import VirtualEuicc
@@ -81,15 +81,15 @@ async def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: 
     raise RuntimeError("the server did not start listening in time")
 
 
-async def _bench_profile(database_url: str) -> str:
+async def _bench_profile(settings: Settings) -> str:
     """A reusable profile (downloadable any number of times) for the run; returns its matching ID."""
-    db = Database(database_url)
+    db = Database(settings.database_url)
     await db.create_all()
     serial = "8988247" + f"{int.from_bytes(os.urandom(5), 'big') % 10**11:011d}"
     iccid = serial + luhn_check_digit(serial)
     der = build_demo_profile(iccid=iccid, imsi="001010000000002", ki=os.urandom(16), opc=os.urandom(16))
     matching_id = "BENCH-" + os.urandom(6).hex().upper()
-    await import_profile(db, der, matching_id=matching_id, reusable=True)
+    await import_profile(db, der, matching_id=matching_id, reusable=True, sealer=master_sealer(settings))
     await db.dispose()
     return matching_id
 
@@ -101,7 +101,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _run(args: argparse.Namespace, address: str, pid: int, data_dir: Path) -> dict[str, Any]:
     settings = load_settings(data_dir)
-    matching_id = await _bench_profile(settings.database_url)
+    matching_id = await _bench_profile(settings)
     code = f"LPA:1${address}${matching_id}"
     workdir = Path(tempfile.mkdtemp(prefix="smdp-bench-"))
     euiccs = [

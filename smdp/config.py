@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smdp.crypto.sealed import Sealer
 
 
 def default_data_dir() -> Path:
@@ -48,3 +52,11 @@ def load_settings(
     manifest_env = pki_manifest or os.environ.get("SMDP_PKI")
     manifest = Path(manifest_env).expanduser() if manifest_env else directory / "certs" / "pki.toml"
     return Settings(data_dir=directory.resolve(), database_url=url, pki_manifest=manifest.resolve())
+
+
+def master_sealer(settings: Settings) -> Sealer:
+    """The sealer of the data directory's secrets at rest (``master.key``, created 0600 on first use): profile
+    packages, confirmation-code digests and one-time keys are stored sealed with it."""
+    from smdp.crypto import sealed
+
+    return sealed.Sealer(sealed.load_or_create_master_key(settings.master_key_path))

@@ -33,6 +33,8 @@ class Es2Client:
     insecure: bool = False
 
     def __post_init__(self) -> None:
+        if not self.token or not all(c.isascii() and (c.isalnum() or c in "-._~+/=") for c in self.token):
+            raise ValueError("the API token is empty or has characters no token has (a token is smdp_ and URL-safe base64)")
         context: ssl.SSLContext | bool
         if self.insecure:
             context = False

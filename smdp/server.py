@@ -9,9 +9,11 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -31,7 +33,9 @@ from smdp.services.orders import OrderService
 from smdp.services.outbox import Outbox
 from smdp.services.profiles import import_profile, list_profiles
 from smdp.store.db import Database
+from smdp.store.files import secure_data_dir, tighten
 from smdp.web.app import make_app
+from smdp.web.limits import LimitedSite, Limits
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ def ensure_pki(settings: Settings) -> Path:
         raise PkiConfigError(f"PKI manifest {manifest} does not exist")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     init_pki(settings.certs_dir)
+    tighten(settings.certs_dir)  # certificates are written 0644: in the data directory everything is 0600
     log.info("created a test PKI in %s", settings.certs_dir)
     return manifest
 
@@ -70,6 +75,7 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, addresses: frozenset[str], *, lab_hex_confirmation_code: bool = False) -> Runtime:
+    secure_data_dir(settings)  # umask 077, the data directory 0700, files an earlier run left readable fixed
     asn1.rsp()  # compile the ASN.1 modules now, not on the first request
     manifest = ensure_pki(settings)
     credentials = load_server_credentials(manifest)
@@ -88,38 +94,88 @@ async def open_runtime(settings: Settings, addresses: frozenset[str], *, lab_hex
     )
 
 
+@dataclass
+class Listeners:
+    """Where :func:`serving` listens.  ``device`` (host:port) serves ES9+ (and, without an operator port, ES2+
+    and /admin too); ``operator`` serves ES2+ and /admin when an operator port was given, else it is None.
+    ``sites`` (by role, "device" and "operator") report open, peak and refused connections."""
+
+    device: str
+    operator: str | None
+    sites: dict[str, LimitedSite]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @asynccontextmanager
-async def running(runtime: Runtime, host: str, port: int, public_address: str | None = None) -> AsyncIterator[str]:
-    """Serve ES9+/ES2+ over HTTPS and deliver operator callbacks; yields the bound host:port.  LPAs and operators
-    are told ``public_address`` (e.g. a host name in front of a proxy) if given, else the bound address."""
-    runner = web.AppRunner(make_app(runtime.download, runtime.ordering), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_ssl_context(runtime.credentials))
-    await site.start()
-    bound_port = runner.addresses[0][1]
-    shown_host = f"[{host}]" if ":" in host else host
-    address = f"{shown_host}:{bound_port}"
-    runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [public_address or address])
-    runtime.ordering.smdp_address = public_address or address  # ConfirmOrder's smdpAddress (SGP.22 5.3.2)
-    tasks = [asyncio.create_task(runtime.outbox.run()), asyncio.create_task(_housekeeping(runtime))]
-    try:
-        yield address
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
+async def serving(
+    runtime: Runtime,
+    host: str,
+    port: int,
+    public_address: str | None = None,
+    *,
+    limits: Limits | None = None,
+    operator_host: str | None = None,
+    operator_port: int | None = None,
+) -> AsyncIterator[Listeners]:
+    """Serve ES9+/ES2+ over HTTPS and deliver operator callbacks; yields where it listens.  LPAs and operators
+    are told ``public_address`` (e.g. a host name in front of a proxy) if given, else the bound address.
+
+    With ``operator_port`` (0: an ephemeral port), ES2+ and /admin are served only on a second listener
+    (``operator_host``, default ``host``; the same TLS credentials), so that the device-facing port, which
+    must be reachable from any network, does not expose the operator interfaces.  Every listener enforces
+    ``limits`` (timeouts and a connection cap, see smdp.web.limits; defaults if None)."""
+    limits = limits or Limits()
+    ssl_context = server_ssl_context(runtime.credentials)
+    separate = operator_port is not None
+    apps = {"device": (make_app(runtime.download, runtime.ordering, operator=not separate, limits=limits), host, port)}
+    if operator_port is not None:
+        operator_app = make_app(runtime.download, runtime.ordering, device=False, limits=limits)
+        apps["operator"] = (operator_app, operator_host or host, operator_port)
+    async with AsyncExitStack() as stack:
+        sites: dict[str, LimitedSite] = {}
+        bound: dict[str, str] = {}
+        for role, (app, bind_host, bind_port) in apps.items():
+            runner = web.AppRunner(app, access_log=None, **limits.runner_kwargs())
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = LimitedSite(runner, bind_host, bind_port, ssl_context=ssl_context, limits=limits)
+            await site.start()
+            sites[role] = site
+            bound[role] = _host_port(bind_host, site.port)
+        address = bound["device"]
+        bound_port = sites["device"].port
+        runtime.download.addresses = runtime.download.addresses | accepted_addresses(host, bound_port, [public_address or address])
+        runtime.ordering.smdp_address = public_address or address  # ConfirmOrder's smdpAddress (SGP.22 5.3.2)
+        tasks = [asyncio.create_task(runtime.outbox.run()), asyncio.create_task(_housekeeping(runtime))]
+        try:
+            yield Listeners(address, bound.get("operator"), sites)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def running(runtime: Runtime, host: str, port: int, public_address: str | None = None, **options: Any) -> AsyncIterator[str]:
+    """:func:`serving` (same options), yielding only the device-facing host:port."""
+    async with serving(runtime, host, port, public_address, **options) as listeners:
+        yield listeners.device
 
 
 async def _housekeeping(runtime: Runtime, every: float = 60.0) -> None:
-    """Close download sessions abandoned mid-flow once they expire, so every session ends in a defined state."""
+    """Close download sessions abandoned mid-flow once they expire, so every session ends in a defined state, and
+    delete the sessions nobody needs any more (see DownloadService.purge_sessions)."""
     while True:
         try:
             closed = await runtime.download.expire_sessions()
-            if closed:
-                log.info("closed %d expired download sessions", closed)
-        except Exception:  # a database hiccup must not stop housekeeping for good
-            log.exception("housekeeping failed")
+            purged = await runtime.download.purge_sessions()
+            if closed or purged:
+                log.info("housekeeping: closed %d expired download sessions, deleted %d", closed, purged)
+        except Exception as exc:  # a database hiccup must not stop housekeeping for good; one line, not a traceback
+            log.warning("housekeeping failed: %s", exc)
         await asyncio.sleep(every)
 
 
@@ -141,20 +197,35 @@ async def ensure_demo_profile(db: Database, address: str, operator_id: int | Non
 
 
 async def serve(
-    settings: Settings, host: str, port: int, extra_addresses: list[str], *, lab_hex_confirmation_code: bool = False
+    settings: Settings,
+    host: str,
+    port: int,
+    extra_addresses: list[str],
+    *,
+    lab_hex_confirmation_code: bool = False,
+    limits: Limits | None = None,
+    operator_host: str | None = None,
+    operator_port: int | None = None,
+    session_retention_days: float = 30.0,
 ) -> None:
     runtime = await open_runtime(
         settings, accepted_addresses(host, port, extra_addresses), lab_hex_confirmation_code=lab_hex_confirmation_code
     )
+    runtime.download.session_retention = timedelta(days=session_retention_days)
     try:
         public = extra_addresses[0] if extra_addresses else None
-        async with running(runtime, host, port, public) as address:
+        async with serving(
+            runtime, host, port, public, limits=limits, operator_host=operator_host, operator_port=operator_port
+        ) as listeners:
+            address = listeners.device
             demo = await ensure_demo_profile(runtime.db, public or address, runtime.default_operator_id)
-            write_server_info(settings, address)
+            write_server_info(settings, address, listeners.operator)
             if demo is not None:
                 print(f"smdp: demo profile activation code: {demo}", flush=True)
                 print(f"smdp: try it:  smdp lpa download --data-dir {settings.data_dir} '{demo}'", flush=True)
             print(f"smdp: SM-DP+ listening on https://{address} (data: {settings.data_dir})", flush=True)
+            if listeners.operator is not None:
+                print(f"smdp: ES2+ and /admin listening on https://{listeners.operator} only", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):  # finish in-flight requests, close the database
@@ -164,7 +235,11 @@ async def serve(
         await runtime.db.dispose()
 
 
-def write_server_info(settings: Settings, address: str) -> None:
-    """DATA_DIR/server.json: where the local server listens, for `smdp order` with no --url."""
+def write_server_info(settings: Settings, address: str, operator_address: str | None = None) -> None:
+    """DATA_DIR/server.json: where the local server listens, for `smdp order` with no --url (``operator_address``:
+    the ES2+ listener when it is separate)."""
     info = settings.data_dir / "server.json"
-    info.write_text(json.dumps({"address": address, "pid": os.getpid()}) + "\n")
+    fields: dict[str, object] = {"address": address, "pid": os.getpid()}
+    if operator_address is not None:
+        fields["operator_address"] = operator_address
+    info.write_text(json.dumps(fields) + "\n")

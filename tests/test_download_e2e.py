@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from smdp.codec.b64 import b64decode
 from smdp.codec.tlv import iter_tlvs, read_tlv
-from smdp.services.profiles import import_profile
+from smdp.services.profiles import import_profile, open_package
 from smdp.store.tables import DownloadSession, Notification, Profile
 from tests.conftest import RunningServer, require_ts48, start_server, ts48_files
 from tests.es9_tools import HookedClient, open_euicc, run_download
@@ -35,7 +35,7 @@ async def test_demo_profile_downloads_and_installs_byte_identical(server: Runnin
     assert result.ok, result.to_json()
     profile = await _profile(server, result.iccid)
     installed = {p.iccid: p for p in euicc.installed_profiles()}[result.iccid]
-    assert installed.package == profile.der
+    assert installed.package == open_package(server.download.sealer, profile)  # stored sealed, installed as it was
     assert profile.state == "Installed"
     session = await _session(server, result.transaction_id)
     assert session.step == "completed" and session.eid == euicc.eid

@@ -246,3 +246,47 @@ async def test_profile_type_lifecycle_settings_reach_orders_and_downloads(server
     assert timedelta(days=1, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=2)
     results = [await run_download(open_euicc(tmp_path, server.manifest, name=f"bench{n}"), order.activation_code) for n in range(4)]
     assert [r.ok for r in results] == [True, True, True, False] and codes(results[3]) == ("8.8.5", "6.4")
+
+
+async def _raw_request(address: str, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as it is (bytes no HTTP client would send) over TLS; the status and body of the answer."""
+    import ssl
+
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # loopback test server
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=context), 10)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # Connection: close
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe\x80", "caf\u00e9".encode(), b"smdp_\xc3", b"two words"])
+async def test_malformed_bearer_tokens_are_refused_not_a_server_error(server: RunningServer, es2, token: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Non-UTF-8, non-ASCII or otherwise malformed tokens: 401 from the admin API, 1.1/1.1 from ES2+ (never 500)."""
+    status, _ = await _raw_request(
+        server.address,
+        b"GET /admin/profiles HTTP/1.1\r\nHost: smdp\r\nAuthorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 401
+    body = b'{"header": {"functionRequesterIdentifier": "acme", "functionCallIdentifier": "1"}, "profileType": "x"}'
+    status, answer = await _raw_request(
+        server.address,
+        b"POST /gsma/rsp2/es2plus/downloadOrder HTTP/1.1\r\nHost: smdp\r\nContent-Type: application/json\r\n"
+        b"X-Admin-Protocol: gsma/rsp/v2.2.0\r\nAuthorization: Bearer " + token + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body,
+    )
+    assert status == 200
+    codes_ = json.loads(answer)["header"]["functionExecutionStatus"]["statusCodeData"]
+    assert (codes_["subjectCode"], codes_["reasonCode"]) == ("1.1", "1.1")
+    # the operator's own token still works, given the same way
+    status, answer = await _raw_request(
+        server.address,
+        b"GET /admin/profiles HTTP/1.1\r\nHost: smdp\r\nAuthorization: Bearer " + es2.token.encode() + b"\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 200 and json.loads(answer) == {"profiles": []}

@@ -218,6 +218,7 @@ async def test_concurrent_downloads_over_two_servers_never_hand_out_a_profile_tw
     from smdp.profiles.demo import build_demo_profile
     from smdp.profiles.saip import luhn_check_digit
     from smdp.services.profiles import import_profile
+    from smdp.config import load_settings, master_sealer
     from smdp.store.db import Database
     from tests.es9_tools import crafted_euicc_manifest
 
@@ -230,6 +231,7 @@ async def test_concurrent_downloads_over_two_servers_never_hand_out_a_profile_tw
     other = crafted_euicc_manifest(tmp_path / "other", manifest)  # a second eUICC identity (another EID)
 
     db = Database(postgres_url)
+    db.sealer = master_sealer(load_settings(data))  # the servers' master key (they created it)
     for n in range(100):
         body = f"8999020000000{n:05d}"
         der = build_demo_profile(body + luhn_check_digit(body), "001010000000004", os.urandom(16), os.urandom(16))

@@ -13,10 +13,12 @@ import pytest
 from sqlmodel import select
 
 from smdp.crypto.milenage import compute_opc
+from smdp.crypto.sealed import Sealer
 from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.generate import IdentityRange
 from smdp.profiles.saip import luhn_check_digit, validate_profile_package
 from smdp.services.profile_types import ProfileTypeError, create_profile_type, generate_profiles, list_profile_types
+from smdp.services.profiles import open_package
 from smdp.store.catalog import ProfileType
 from smdp.store.db import Database
 from smdp.store.tables import Profile
@@ -37,6 +39,7 @@ def bahrain() -> dict:
 @pytest.fixture
 async def db(database_url: str):  # type: ignore[no-untyped-def]
     database = Database(database_url)
+    database.sealer = Sealer(os.urandom(32))  # what the CLI's open_database gives it: the master key
     await database.create_all()
     yield database
     await database.dispose()
@@ -62,7 +65,7 @@ async def test_generating_1000_profiles_gives_unique_valid_identities_and_distin
     profiles = {p.iccid: p for p in await _rows(db, Profile)}
     assert set(profiles) == {k["iccid"] for k in keys}
     for k in keys[:: 97]:  # a sample: each stored package carries exactly its key-file values
-        package = validate_profile_package(profiles[k["iccid"]].der)
+        package = validate_profile_package(open_package(db.sealer, profiles[k["iccid"]]))
         assert (package.iccid, package.ef_iccid, package.imsi) == (k["iccid"], k["iccid"], k["imsi"])
         _, parameters = package.named("akaParameter")[0].value["algoConfiguration"]
         assert (parameters["key"].hex().upper(), parameters["opc"].hex().upper()) == (k["ki"], k["opc"])

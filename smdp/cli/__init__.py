@@ -29,12 +29,14 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
 
 
-def local_server_address(settings: Settings) -> str | None:
-    """host:port of the `smdp serve` that last ran on this data directory (DATA_DIR/server.json)."""
+def local_server_address(settings: Settings, *, operator: bool = False) -> str | None:
+    """host:port of the `smdp serve` that last ran on this data directory (DATA_DIR/server.json); with
+    ``operator``, its ES2+ listener (``serve --operator-port``) if it has one of its own."""
     info = settings.data_dir / "server.json"
     try:
-        return str(json.loads(info.read_text())["address"])
-    except (OSError, ValueError, KeyError, TypeError):
+        values = json.loads(info.read_text())
+        return str((operator and values.get("operator_address")) or values["address"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -49,8 +51,34 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from smdp.server import serve
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    await serve(settings_of(args), args.host, args.port, args.address, lab_hex_confirmation_code=args.lab_hex_confirmation_code)
+    await serve(
+        settings_of(args),
+        args.host,
+        args.port,
+        args.address,
+        lab_hex_confirmation_code=args.lab_hex_confirmation_code,
+        limits=limits_of(args),
+        operator_host=args.operator_host,
+        operator_port=args.operator_port,
+        session_retention_days=args.session_retention_days,
+    )
     return 0
+
+
+def limits_of(args: argparse.Namespace) -> Any:
+    """smdp.web.limits.Limits from the serve flags (see that module for what each limit protects)."""
+    from smdp.web.limits import Limits
+
+    try:
+        return Limits(
+            tls_handshake_timeout=args.tls_handshake_timeout,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            keepalive_timeout=args.keepalive_timeout,
+            max_connections=args.max_connections,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 # --- pki -------------------------------------------------------------------------------------------
@@ -61,6 +89,10 @@ async def cmd_pki_init(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir) if args.dir else settings_of(args).certs_dir
     manifest = init_pki(directory, overwrite=args.force)
+    if not args.dir:  # in the data directory, certificates too are 0600 (see smdp.store.files)
+        from smdp.store.files import tighten
+
+        tighten(directory)
     print(f"test PKI (NIST P-256 and brainpoolP256r1) written; manifest: {manifest}")
     return 0
 
@@ -69,11 +101,17 @@ async def cmd_pki_init(args: argparse.Namespace) -> int:
 
 
 async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The database of the data directory (or --database-url), tables created if missing."""
+    """The database of the data directory (or --database-url), tables created if missing, with the data
+    directory's master key as its sealer (profile packages and confirmation codes are stored sealed)."""
+    from smdp.config import master_sealer
     from smdp.store.db import Database
+    from smdp.store.files import secure_data_dir
 
-    db = Database(settings_of(args).database_url)
+    settings = settings_of(args)
+    secure_data_dir(settings)  # umask 077, the data directory 0700, files an earlier run left readable fixed
+    db = Database(settings.database_url)
     await db.create_all()
+    db.sealer = master_sealer(settings)
     return db
 
 
@@ -178,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--lab-hex-confirmation-code", action="store_true",
         help="lab option: also accept hashCc computed over the hex-decoded Confirmation Code (some test tools do)",
     )
+    serve.add_argument(
+        "--operator-port", type=int, default=None,
+        help="serve ES2+ and /admin only on this port (same TLS credentials); the --port listener then serves ES9+ only",
+    )
+    serve.add_argument("--operator-host", default=None, help="the address of the --operator-port listener (default: --host)")
+    limits = serve.add_argument_group("connection limits (per listener)")
+    limits.add_argument("--keepalive-timeout", type=float, default=30.0, metavar="S", help="idle time allowed between requests (default 30)")
+    limits.add_argument("--max-connections", type=int, default=512, metavar="N", help="open connections per listener; beyond it new ones are closed at once (default 512)")
+    limits.add_argument("--tls-handshake-timeout", type=float, default=10.0, metavar="S", help="TCP accepted to TLS handshake done (default 10)")
+    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="S", help="connection or first byte of a request to its headers complete (default 10)")
+    limits.add_argument("--body-timeout", type=float, default=10.0, metavar="S", help="headers to request body complete; then 1.6/2.1 (default 10)")
+    serve.add_argument(
+        "--session-retention-days", type=float, default=30.0, metavar="DAYS",
+        help="keep ended download sessions this long (late notifications are verified with them; default 30)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true")
     serve.set_defaults(handler=cmd_serve)
 
@@ -214,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     from smdp.cli import order as order_commands
 
     order_commands.add_commands(sub, common_options)
+    order_commands.add_outbox_commands(sub, common_options)
     from smdp.cli import euicc as euicc_commands
 
     euicc_commands.add_commands(sub, common_options)
@@ -224,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from smdp.store.files import restrict_umask
+
+    restrict_umask()  # whatever a command writes (eUICC state, keys, codes) is its owner's alone
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(args.handler(args))

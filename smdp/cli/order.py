@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import secrets
 import sys
 from dataclasses import dataclass
@@ -16,15 +17,43 @@ from smdp.operator_client import Es2Client, Es2Error
 from smdp.rsp.activation import ActivationCode
 
 
+TOKEN_ENV = "SMDP_TOKEN"
+
+
+def token_from_args(args: argparse.Namespace) -> str | None:
+    """The API token given: --token, else --token-file (first line), else $SMDP_TOKEN; None if none is.
+    --token shows the secret to anyone listing processes; prefer the other two."""
+    token = getattr(args, "token", None)
+    token_file = getattr(args, "token_file", None)
+    if token is not None and token_file:
+        raise CliError("give --token or --token-file, not both")
+    if token is None and token_file:
+        try:
+            lines = Path(token_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read the token file {token_file}: {getattr(exc, 'strerror', None) or exc}") from None
+        token = lines[0] if lines else ""
+        if not token.strip():
+            raise CliError(f"the token file {token_file} is empty")
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        token = token.strip()
+        if not token:
+            raise CliError("the API token is empty")
+    return token
+
+
 def client_from_args(args: argparse.Namespace) -> Es2Client:
-    """Credentials: --url/--token/--operator, else the local server's default operator in --data-dir."""
+    """Credentials: --url and --operator, the token from --token, --token-file or $SMDP_TOKEN; else the
+    local server (of --data-dir) and its default operator's token file."""
     from smdp.pki.store import load_server_credentials
     from smdp.services.operators import DEFAULT_OPERATOR, token_path
 
     settings = settings_of(args)
-    url, token, ca = args.url, args.token, Path(args.ca) if args.ca else None
+    url, token, ca = args.url, token_from_args(args), Path(args.ca) if args.ca else None
     if url is None:
-        address = local_server_address(settings)
+        address = local_server_address(settings, operator=True)
         if address is None:
             raise CliError(f"no --url and no local server found in {settings.data_dir}: is `smdp serve` running?")
         url = "https://" + address
@@ -33,7 +62,7 @@ def client_from_args(args: argparse.Namespace) -> Es2Client:
     if token is None:
         path = token_path(settings.data_dir, args.operator or DEFAULT_OPERATOR)
         if not path.exists():
-            raise CliError(f"no --token and no token file {path}")
+            raise CliError(f"no --token, --token-file or ${TOKEN_ENV}, and no token file {path}")
         token = path.read_text().strip()
     return Es2Client(url, token, args.operator or DEFAULT_OPERATOR, ca_file=ca, insecure=args.insecure)
 
@@ -174,6 +203,12 @@ async def cmd_operator(args: argparse.Namespace) -> int:
     from smdp.services.operators import OperatorError, add_operator, set_callback
     from smdp.store.db import Database
 
+    ca_pem = None
+    if getattr(args, "ca_file", None):
+        try:
+            ca_pem = Path(args.ca_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {args.ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
     db = Database(settings_of(args).database_url)
     await db.create_all()
     try:
@@ -181,8 +216,10 @@ async def cmd_operator(args: argparse.Namespace) -> int:
             token = await add_operator(db, args.name, args.callback_url)
             print_result(args, {"operator": args.name, "token": token}, f"operator {args.name} created; API token (shown once): {token}")
         else:
-            await set_callback(db, args.name, args.url or None)
-            print_result(args, {"operator": args.name, "callbackUrl": args.url}, f"operator {args.name}: callback {args.url or 'none'}")
+            await set_callback(db, args.name, args.url or None, ca_pem)
+            ca_text = f", trusting the CA in {args.ca_file} and the system's" if ca_pem else ""
+            print_result(args, {"operator": args.name, "callbackUrl": args.url, "callbackCa": ca_pem is not None},
+                         f"operator {args.name}: callback {args.url or 'none'}{ca_text}")
     except OperatorError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -190,11 +227,108 @@ async def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- smdp outbox -------------------------------------------------------------------------------------
+
+
+def _when(moment: Any) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None
+
+
+def outbox_row(event: Any, operator: str) -> dict[str, Any]:
+    from smdp.store.orders import event_state
+
+    payload = event.payload or {}
+    return {
+        "id": event.id,
+        "eventId": event.event_id,
+        "operator": operator,
+        "state": event_state(event),
+        "notificationPointId": payload.get("notificationPointId"),
+        "iccid": payload.get("iccid"),
+        "attempts": event.attempts,
+        "createdAt": _when(event.created_at),
+        "nextAttemptAt": _when(event.next_attempt_at) if event_state(event) == "pending" else None,
+        "deliveredAt": _when(event.delivered_at),
+        "deadAt": _when(event.dead_at),
+        "lastError": event.last_error,
+    }
+
+
+async def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from smdp.cli import open_database
+    from smdp.store import orders
+
+    db = await open_database(args)
+    try:
+        async with db.transaction() as session:
+            operator_id = None
+            if args.operator:
+                operator = await orders.operator_by_name(session, args.operator)
+                if operator is None:
+                    raise CliError(f"no operator {args.operator!r}")
+                operator_id = operator.id
+            rows = [outbox_row(e, name) for e, name in
+                    await orders.list_events(session, operator_id=operator_id, state=args.state, limit=args.limit)]
+    finally:
+        await db.dispose()
+    lines = [
+        f"{r['id']:>6} {r['operator']:<12} {r['state']:<9} point {r['notificationPointId']!s:<2} {r['iccid'] or '-':<20} "
+        f"attempts {r['attempts']:<3} {r['deliveredAt'] or r['deadAt'] or ('next ' + (r['nextAttemptAt'] or '-'))}"
+        + (f"  {r['lastError']}" if r["lastError"] and r["state"] != "delivered" else "")
+        for r in rows
+    ]
+    print_result(args, rows, "\n".join(lines) or "no events")
+    return 0
+
+
+async def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from smdp.cli import open_database
+    from smdp.store import orders
+
+    db = await open_database(args)
+    try:
+        async with db.transaction() as session:
+            event = await orders.event_by_ref(session, args.id)
+            if event is None or event.id is None:
+                raise CliError(f"no outbox event {args.id}")
+            state = orders.event_state(event)
+            if not await orders.retry_event(session, event.id, datetime.now(timezone.utc)):
+                raise CliError(f"outbox event {args.id} is {state}, not dead: nothing to retry")
+    finally:
+        await db.dispose()
+    print_result(args, {"id": event.id, "eventId": event.event_id, "state": "pending"},
+                 f"outbox event {event.id} ({event.event_id}) queued again")
+    return 0
+
+
+def add_outbox_commands(sub: Any, common: Any) -> None:
+    """``smdp outbox list|retry``: the operator callbacks queued, delivered or given up (dead)."""
+    from smdp.store.orders import EVENT_STATES
+
+    outbox = sub.add_parser("outbox", help="operator callbacks (HandleDownloadProgressInfo): list, retry dead ones")
+    commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    lst = commands.add_parser("list", help="list events, oldest first (the newest --limit)")
+    common(lst, database=True, json_output=True)
+    lst.add_argument("--operator", help="only this operator's events")
+    lst.add_argument("--state", choices=EVENT_STATES)
+    lst.add_argument("--limit", type=int, default=100, help="at most this many (the newest; default 100)")
+    lst.set_defaults(handler=cmd_outbox_list)
+    retry = commands.add_parser("retry", help="queue a dead event again (dead → pending, a fresh attempt budget)")
+    common(retry, database=True, json_output=True)
+    retry.add_argument("id", help="the event's id (or its eventId, the functionCallIdentifier)")
+    retry.set_defaults(handler=cmd_outbox_retry)
+
+
 def add_commands(sub: Any, common: Any) -> None:
     def connection(parser: argparse.ArgumentParser) -> None:
         common(parser, json_output=True)
         parser.add_argument("--url", help="the SM-DP+ (default: the local server of --data-dir)")
-        parser.add_argument("--token", help="API token (default: the local default operator's)")
+        token = parser.add_mutually_exclusive_group()
+        token.add_argument("--token", help="API token (visible to other local users: prefer --token-file or $SMDP_TOKEN; "
+                                           "default: the local default operator's)")
+        token.add_argument("--token-file", help="file holding the API token (its first line)")
         parser.add_argument("--operator", help="operator name, the functionRequesterIdentifier (default: default)")
         trust = parser.add_mutually_exclusive_group()
         trust.add_argument("--ca", help="CA certificate of the server's TLS certificate")
@@ -236,8 +370,13 @@ def add_commands(sub: Any, common: Any) -> None:
     add.add_argument("name")
     add.add_argument("--callback-url", help="base URL of its ES2+ endpoint for HandleDownloadProgressInfo")
     add.set_defaults(handler=cmd_operator)
-    callback = operator.add_parser("callback", help="set or clear an operator's callback URL")
+    callback = operator.add_parser(
+        "callback", help="set or clear an operator's callback URL (https; http only to a loopback host)"
+    )
     common(callback, database=True, json_output=True)
     callback.add_argument("name")
     callback.add_argument("url", nargs="?")
+    callback.add_argument(
+        "--ca-file", help="PEM CA certificate(s) to trust for this URL besides the system's (default: the system's only)"
+    )
     callback.set_defaults(handler=cmd_operator)

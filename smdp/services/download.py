@@ -19,12 +19,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.codec import b64
 from smdp.crypto import ecdsa
-from smdp.crypto.cc import confirmation_code_hash_from_digest
+from smdp.crypto.cc import confirmation_code_hash_from_digest, open_confirmation_code_digest
 from smdp.crypto.sealed import Sealer
 from smdp.pki.store import ServerCredentials
 from smdp.rsp import es2, es8, es9, lifecycle, metadata, session_end
@@ -41,6 +41,7 @@ from smdp.rsp.status import (
     RspError,
 )
 from smdp.services import events
+from smdp.services.profiles import open_package
 from smdp.store import repo
 from smdp.store.db import Database
 from smdp.store.tables import DownloadSession, Notification, Profile
@@ -96,6 +97,7 @@ class DownloadService:
     sealer: Sealer
     addresses: frozenset[str]
     session_ttl: timedelta = timedelta(minutes=10)
+    session_retention: timedelta = timedelta(days=30)  # how long ended sessions are kept (late notifications)
     # Lab option: also accept hashCc computed over the hex-decoded Confirmation Code (some test tools do).
     accept_hex_confirmation_code: bool = False
     clock: Callable[[], datetime] = _now
@@ -103,6 +105,8 @@ class DownloadService:
 
     def __post_init__(self) -> None:
         self.trusted_cis = list(self.credentials.trusted_cis)
+        if self.db.sealer is None:  # the profiles this service opens are sealed with its key: writers use it too
+            self.db.sealer = self.sealer
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -148,6 +152,27 @@ class DownloadService:
                 .values(step=SessionStep.FAILED.value, status_code="expired", updated_at=now)
             )
         return int(result.rowcount or 0)
+
+    async def purge_sessions(self) -> int:
+        """Delete what no longer needs keeping; returns how many rows went.
+
+        A session that never authenticated (anyone can open one with initiateAuthentication: nothing in it is
+        verified) goes once its time has run out; an ended one (completed, failed, cancelled) after
+        ``session_retention``, so that late notifications can still be verified for that long."""
+        now = self.clock()
+        ended = [SessionStep.COMPLETED.value, SessionStep.FAILED.value, SessionStep.CANCELLED.value]
+        async with self.db.transaction() as db:
+            unauthenticated = await db.exec(
+                delete(DownloadSession).where(
+                    DownloadSession.euicc_certificate.is_(None), DownloadSession.expires_at < now  # type: ignore[union-attr]
+                )
+            )
+            old = await db.exec(
+                delete(DownloadSession).where(
+                    DownloadSession.step.in_(ended), DownloadSession.updated_at < now - self.session_retention  # type: ignore[attr-defined]
+                )
+            )
+        return int(unauthenticated.rowcount or 0) + int(old.rowcount or 0)
 
     # --- ES9+ functions ------------------------------------------------------------------------------
 
@@ -246,14 +271,15 @@ class DownloadService:
         return {"transactionId": row.transaction_id, "boundProfilePackage": bpp}
 
     def _check_confirmation_code(self, profile: Profile, hash_cc: bytes | None, transaction_id: str) -> None:
-        """hashCc = SHA256(SHA256(code) || transactionId) (SGP.22 3.1.3.2); a correct code resets the count."""
+        """hashCc = SHA256(SHA256(code) || transactionId) (SGP.22 3.1.3.2); a correct code resets the count.
+        SHA256(code) is stored sealed (see smdp.crypto.cc) and opened only here."""
         if profile.cc_hash is None:
             return
         if hash_cc is None:
             raise RspError(CONFIRMATION_CODE_MISSING)
-        digests = [profile.cc_hash]
+        digests = [open_confirmation_code_digest(self.sealer, profile.iccid, profile.cc_hash)]
         if self.accept_hex_confirmation_code and profile.cc_hash_hex is not None:
-            digests.append(profile.cc_hash_hex)
+            digests.append(open_confirmation_code_digest(self.sealer, profile.iccid, profile.cc_hash_hex, hex_decoded=True))
         tid = bytes.fromhex(transaction_id)
         if any(hmac.compare_digest(hash_cc, confirmation_code_hash_from_digest(d, tid)) for d in digests):
             profile.cc_failures = 0
@@ -281,7 +307,7 @@ class DownloadService:
             smdp_otsk=otsk,
             dppb_key=chain.dppb_key,
             store_metadata=row.store_metadata or _store_metadata(profile, row),
-            profile=profile.der,
+            profile=open_package(self.sealer, profile),  # the package is stored sealed; opened only here
         )
         lifecycle.deliver_bpp(profile, row)
         repo.touch(profile, self.clock())

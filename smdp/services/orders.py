@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from smdp.crypto.cc import confirmation_code_digests
+from smdp.crypto.cc import seal_confirmation_code
 from smdp.rsp import es2, lifecycle
 from smdp.rsp.activation import new_matching_id
 from smdp.rsp.status import (
@@ -27,6 +27,7 @@ from smdp.rsp.status import (
     PROFILE_TYPE_UNKNOWN,
     RspError,
 )
+from smdp.services.profiles import database_sealer
 from smdp.store import catalog, repo
 from smdp.store.db import Database
 from smdp.store.orders import Operator
@@ -117,7 +118,7 @@ class OrderService:
             if matching_id and await repo.profile_by_matching_id(db, matching_id) is not None:
                 raise RspError(MATCHING_ID_IN_USE, f"matching ID {matching_id} is in use")
             profile.matching_id, profile.smds_address = matching_id or None, smds
-            profile.cc_hash, profile.cc_hash_hex = confirmation_code_digests(code) if code else (None, None)
+            profile.cc_hash, profile.cc_hash_hex = seal_confirmation_code(database_sealer(self.db), profile.iccid, code)
             lifecycle.confirm_order(profile, eid, release=release)
             repo.touch(profile)
             await repo.save(db, profile)

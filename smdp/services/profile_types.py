@@ -6,8 +6,8 @@ be personalized with the type's algorithm and the policy's steering files, the m
 a StoreMetadataRequest (SGP.22 section 5.5.3), the policy is a valid document. Nothing is stored
 if any check fails.
 
-``generate_profiles`` personalizes the template N times (each package DER-encoded once, stored as
-bytes), in batches of one transaction each so that a running server is not locked out for the
+``generate_profiles`` personalizes the template N times (each package DER-encoded once and sealed once
+with the master key, stored as that sealed blob), in batches of one transaction each so that a running server is not locked out for the
 whole run. If any batch fails, the profiles of the earlier batches of the same run are deleted
 again and the key and activation-code files are not published: a run creates all or nothing.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from smdp.crypto.sealed import Sealer
 from smdp.profiles.generate import IdentityRange, new_personalization
 from smdp.profiles.keyfile import KeyFileError, PrivateCsvWriter, key_file_header, key_file_row
 from smdp.profiles.personalize import ALGORITHMS, Personalization, SteeringFiles, Template
@@ -34,6 +35,7 @@ from smdp.rsp.metadata import store_metadata_request
 from smdp.store import catalog
 from smdp.store.db import Database
 from smdp.rsp.lifecycle import initial_state
+from smdp.services.profiles import database_sealer, seal_package
 from smdp.store.tables import Profile
 
 __all__ = [
@@ -179,11 +181,14 @@ async def generate_profiles(
     smdp_address: str = "127.0.0.1:8443",
     operator_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    sealer: Sealer | None = None,
 ) -> GenerationResult:
     """Personalize ``identities.count`` profiles of ``type_name`` and store them: Available (stock for
     ES2+ orders) or, with ``activation_codes``, Released with a matching ID each, ready to download.
-    Writes the key file (see smdp.profiles.keyfile) and the activation-code CSV (iccid, activation code)."""
+    Writes the key file (see smdp.profiles.keyfile) and the activation-code CSV (iccid, activation code).
+    Packages are stored sealed with ``sealer`` (default: the database's, see services.profiles.database_sealer)."""
     started = time.perf_counter()
+    sealer = database_sealer(db, sealer)
     if op is not None and len(op) != 16:
         raise ProfileTypeError(f"OP must be 16 bytes, got {len(op)}")
     async with db.transaction() as session:
@@ -207,7 +212,7 @@ async def generate_profiles(
                 if number == 1:
                     validate_profile_package(der)  # the template's output, checked once per run
                 matching_id = new_matching_id() if activation_codes else None
-                batch.append({"iccid": iccid, "matching_id": matching_id, "der": der})
+                batch.append({"iccid": iccid, "matching_id": matching_id, "package_sealed": seal_package(sealer, iccid, der)})
                 keys.write(key_file_row(values, algorithm, codes))
                 if codes_out is not None and matching_id:
                     codes_out.write([iccid, str(ActivationCode(smdp_address, matching_id))])
@@ -252,7 +257,7 @@ async def _store_batch(
             raise ProfileTypeError(f"ICCID {taken[0]} is already in use ({len(taken)} of this batch are)")
         for item in batch:
             session.add(Profile(
-                iccid=item["iccid"], matching_id=item["matching_id"], der=item["der"],
+                iccid=item["iccid"], matching_id=item["matching_id"], package_sealed=item["package_sealed"],
                 state=initial_state(stock=not item["matching_id"]).value, profile_metadata=metadata,
                 profile_type=profile_type.name, operator_id=operator_id, reusable=profile_type.reusable,
                 max_download_attempts=profile_type.max_download_attempts,

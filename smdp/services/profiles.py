@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from smdp.crypto.cc import confirmation_code_digests
+from smdp.crypto.cc import seal_confirmation_code
+from smdp.crypto.sealed import Sealer
 from smdp.pki.eid import is_valid_eid
 from smdp.profiles.saip import SaipError, validate_profile_package
 from smdp.rsp.activation import new_matching_id
@@ -29,6 +30,31 @@ class ImportedProfile:
     confirmation_code_required: bool
 
 
+def package_context(iccid: str) -> bytes:
+    """The sealing context of profile ``iccid``'s package: a sealed package opens only as that profile's."""
+    return b"profile:" + iccid.encode()
+
+
+def seal_package(sealer: Sealer, iccid: str, der: bytes) -> bytes:
+    """``Profile.package_sealed``: the unprotected profile package (Ki, OPc, PINs inside) sealed with the master
+    key, once, when the profile is stored."""
+    return sealer.seal(der, context=package_context(iccid))
+
+
+def open_package(sealer: Sealer, profile: Profile) -> bytes:
+    """The profile's package DER, as imported or generated, byte for byte (ValueError if it does not open)."""
+    return sealer.open(profile.package_sealed, context=package_context(profile.iccid))
+
+
+def database_sealer(db: Database, sealer: Sealer | None = None) -> Sealer:
+    """``sealer``, else the one the database was opened with (see Database.sealer); a writer never stores a
+    profile package or a confirmation code in clear, so no sealer is an error."""
+    chosen = sealer if sealer is not None else db.sealer
+    if chosen is None:
+        raise RuntimeError("no master key to seal profiles with: pass a sealer or open the database with one")
+    return chosen
+
+
 def default_metadata(iccid: str) -> dict[str, Any]:
     return {"serviceProviderName": "smdp test", "profileName": f"Test profile {iccid[-6:]}", "profileClass": "test"}
 
@@ -45,8 +71,12 @@ async def import_profile(
     operator_id: int | None = None,
     profile_type: str | None = None,
     stock: bool = False,
+    sealer: Sealer | None = None,
 ) -> ImportedProfile:
     """Validate ``der`` as a SAIP profile package and store it Released, ready to download.
+
+    The package and the confirmation code's digest are stored sealed with ``sealer`` (default: the database's,
+    see :func:`database_sealer`); the package bytes are kept as given, never re-encoded.
 
     Without a matching ID and without an EID, an unguessable matching ID is generated.  With an EID and
     no matching ID, the profile is that eUICC's default SM-DP+ order (SGP.22 section 3.1.1).  With ``stock``
@@ -65,7 +95,8 @@ async def import_profile(
     if matching_id is None and eid is None and not stock:
         matching_id = new_matching_id()
     iccid = package.iccid
-    cc_hash, cc_hash_hex = confirmation_code_digests(confirmation_code) if confirmation_code else (None, None)
+    sealer = database_sealer(db, sealer)
+    cc_hash, cc_hash_hex = seal_confirmation_code(sealer, iccid, confirmation_code)
     profile = Profile(
         iccid=iccid,
         matching_id=matching_id,
@@ -74,7 +105,7 @@ async def import_profile(
         order_eid=eid,
         operator_id=operator_id,
         profile_type=profile_type,
-        der=der,
+        package_sealed=seal_package(sealer, iccid, der),
         profile_metadata=metadata or default_metadata(iccid),
         cc_hash=cc_hash,
         cc_hash_hex=cc_hash_hex,

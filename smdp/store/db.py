@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from smdp.crypto.sealed import Sealer
 from smdp.store import catalog, orders, tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
@@ -33,6 +34,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        # The master key of this database's sealed columns (profile packages, confirmation-code digests), for
+        # writers given none: set by whoever opens it for a data directory (the CLI, a DownloadService).
+        self.sealer: Sealer | None = None
         if self.is_sqlite:
             database = make_url(self.url).database
             if database and database != ":memory:":

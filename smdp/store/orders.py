@@ -3,15 +3,20 @@
 Operators authenticate with API tokens; only a SHA-256 of each token is stored.  Download progress
 events for operators are written to the outbox in the same transaction as the state change that
 caused them (a transactional outbox), and delivered by :mod:`smdp.services.outbox` with retries.
+
+An event is *pending* (``delivered_at`` and ``dead_at`` unset), *delivered*, or *dead* (given up after the
+retry limit; ``smdp outbox retry`` makes it pending again).  Columns added after a table was first created
+are added to existing databases by :func:`_add_missing_columns` (run by ``Database.create_all``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column
-from sqlmodel import JSON, Field, SQLModel, select
+from sqlalchemy import Column, Text, event, inspect, update
+from sqlmodel import JSON, Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.store.tables import utcnow
@@ -22,6 +27,8 @@ class Operator(SQLModel, table=True):
     name: str = Field(index=True, unique=True, max_length=64)  # the ES2+ functionRequesterIdentifier
     token_sha256: str = Field(index=True, unique=True, max_length=64)
     callback_url: str | None = Field(default=None, max_length=1024)  # base URL of its ES2+ endpoint
+    # PEM CA certificate(s) trusted for the callback endpoint, besides the system trust store
+    callback_ca: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -37,6 +44,8 @@ class OutboxEvent(SQLModel, table=True):
     delivered_at: datetime | None = Field(default=None, index=True)
     last_error: str | None = Field(default=None, max_length=512)
     created_at: datetime = Field(default_factory=utcnow)
+    dead_at: datetime | None = Field(default=None, index=True)  # given up: no more attempts until retried
+    retried_at: datetime | None = Field(default=None)  # last manual retry (restarts the age limit)
 
 
 def token_digest(token: str) -> str:
@@ -69,3 +78,80 @@ async def due_events(db: AsyncSession, now: datetime, limit: int) -> list[Outbox
 
 async def events_for(db: AsyncSession, operator_id: int) -> list[OutboxEvent]:
     return list((await db.exec(select(OutboxEvent).where(OutboxEvent.operator_id == operator_id).order_by(OutboxEvent.id))).all())
+
+
+# --- outbox states and administration (``smdp outbox``) ------------------------------------------------
+
+EVENT_STATES = ("pending", "delivered", "dead")
+
+
+def event_state(event: OutboxEvent) -> str:
+    if event.delivered_at is not None:
+        return "delivered"
+    return "dead" if event.dead_at is not None else "pending"
+
+
+def _state_filter(state: str) -> Any:
+    if state == "delivered":
+        return col(OutboxEvent.delivered_at).is_not(None)
+    if state == "dead":
+        return col(OutboxEvent.delivered_at).is_(None) & col(OutboxEvent.dead_at).is_not(None)
+    if state == "pending":
+        return col(OutboxEvent.delivered_at).is_(None) & col(OutboxEvent.dead_at).is_(None)
+    raise ValueError(f"unknown outbox state {state!r} (one of {', '.join(EVENT_STATES)})")
+
+
+async def list_events(
+    db: AsyncSession, *, operator_id: int | None = None, state: str | None = None, limit: int = 100
+) -> list[tuple[OutboxEvent, str]]:
+    """The newest ``limit`` events (with their operator's name), oldest first."""
+    query = select(OutboxEvent, Operator.name).join(Operator, col(Operator.id) == col(OutboxEvent.operator_id))
+    if operator_id is not None:
+        query = query.where(OutboxEvent.operator_id == operator_id)
+    if state is not None:
+        query = query.where(_state_filter(state))
+    rows = (await db.exec(query.order_by(col(OutboxEvent.id).desc()).limit(limit))).all()
+    return [(event, name) for event, name in reversed(rows)]
+
+
+async def event_by_ref(db: AsyncSession, ref: str) -> OutboxEvent | None:
+    """An event by its numeric id or its event_id (the functionCallIdentifier)."""
+    where = OutboxEvent.id == int(ref) if ref.isdigit() else OutboxEvent.event_id == ref
+    return (await db.exec(select(OutboxEvent).where(where))).first()
+
+
+async def retry_event(db: AsyncSession, event_id: int, now: datetime) -> bool:
+    """A dead event becomes pending again, due now, with a fresh attempt budget.  False if it isn't dead."""
+    result = await db.exec(
+        update(OutboxEvent)
+        .where(col(OutboxEvent.id) == event_id, col(OutboxEvent.dead_at).is_not(None), col(OutboxEvent.delivered_at).is_(None))
+        .values(dead_at=None, attempts=0, next_attempt_at=now, retried_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- columns added to existing tables ------------------------------------------------------------------
+
+_ADDED_COLUMNS = {
+    "operator": ("callback_ca",),
+    "outbox_event": ("dead_at", "retried_at"),
+}
+
+
+@event.listens_for(SQLModel.metadata, "after_create")
+def _add_missing_columns(_metadata: Any, connection: Any, **_kw: Any) -> None:
+    """``create_all`` creates missing tables only: add the columns introduced since (nullable, no default)."""
+    inspector = inspect(connection)
+    for table_name, names in _ADDED_COLUMNS.items():
+        if not inspector.has_table(table_name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table_name)}
+        table = SQLModel.metadata.tables[table_name]
+        quote = connection.dialect.identifier_preparer.quote
+        for name in names:
+            if name not in present:
+                column_type = table.c[name].type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {quote(table_name)} ADD COLUMN {quote(name)} {column_type}")
+                for index in table.indexes:
+                    if name in index.columns:
+                        index.create(connection, checkfirst=True)

@@ -1,8 +1,9 @@
 """Database tables (sqlmodel): profiles, download sessions, notifications.
 
-Profiles hold the DER of the unprotected profile package, encoded once at import time.  Download
-sessions live here, not in process memory (SGP.22 section 3.1.3: any worker answers any step);
-one-time private keys are stored sealed (see :mod:`smdp.crypto.sealed`), never in clear.
+Profiles hold the DER of the unprotected profile package (with the subscriber's Ki and OPc), encoded once at
+import time and stored sealed with the master key (see :mod:`smdp.crypto.sealed`).  Download sessions live
+here, not in process memory (SGP.22 section 3.1.3: any worker answers any step); one-time private keys and
+confirmation-code digests are stored sealed too, never in clear.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ class Profile(SQLModel, table=True):
     operator_id: int | None = Field(default=None, foreign_key="operator.id", index=True)
     profile_type: str | None = Field(default=None, index=True, max_length=64)
     smds_address: str | None = Field(default=None, max_length=255)
-    der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The unprotected profile package, sealed (context b"profile:" + ICCID; smdp.services.profiles.seal_package):
+    # opened only to build a BPP.
+    package_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     # StoreMetadataRequest content (service provider name, profile name, class, PPRs, ...).
     profile_metadata: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # SHA-256(confirmation code): all the server needs to check hashCc (SGP.22 section 3.1.3.2 / 5.6.3).
+    # SHA-256(confirmation code), sealed: all the server needs to check hashCc (SGP.22 section 3.1.3.2 / 5.6.3;
+    # see smdp.crypto.cc).  NULL: no code required.
     cc_hash: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    # SHA-256 of the hex-decoded code, for test tools that hash it that way (accepted behind a lab option).
+    # SHA-256 of the hex-decoded code, sealed, for test tools that hash it that way (accepted behind a lab option).
     cc_hash_hex: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     cc_failures: int = 0
     reusable: bool = False

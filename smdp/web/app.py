@@ -16,23 +16,30 @@ from smdp.services.profiles import list_profiles
 from smdp.store import orders
 from smdp.store.db import Database
 from smdp.web.binding import json_function
+from smdp.web.limits import LIMITS_KEY, Limits
 
 ES9_PREFIX = "/gsma/rsp2/es9plus/"
 ES2_PREFIX = "/gsma/rsp2/es2plus/"
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
-def make_app(download: DownloadService, ordering: OrderService | None = None) -> web.Application:
+def make_app(
+    download: DownloadService,
+    ordering: OrderService | None = None,
+    *,
+    device: bool = True,
+    operator: bool = True,
+    limits: Limits | None = None,
+) -> web.Application:
+    """The application serving the device interface (ES9+) if ``device``, the operator interfaces (ES2+ and
+    /admin; needs ``ordering``) if ``operator``, and /openapi.json always.  ``smdp serve --operator-port``
+    runs one application of each kind on its own listener, so that ES2+ and /admin are not reachable on the
+    device-facing port.  ``limits`` (the body-read timeout) are stored under LIMITS_KEY for the JSON binding."""
     app = web.Application(client_max_size=1024 * 1024)
-    es9 = {
-        "initiateAuthentication": download.initiate_authentication,
-        "authenticateClient": download.authenticate_client,
-        "getBoundProfilePackage": download.get_bound_profile_package,
-        "handleNotification": download.handle_notification,
-        "cancelSession": download.cancel_session,
-    }
-    app.add_routes([web.post(ES9_PREFIX + name, json_function(fn)) for name, fn in es9.items()])
-    if ordering is not None:
+    app[LIMITS_KEY] = limits or Limits()
+    if device:
+        _add_es9_routes(app, download)
+    if operator and ordering is not None:
         authenticate = _es2_authenticator(ordering.db)
         es2_functions = {
             "downloadOrder": ordering.download_order,
@@ -46,12 +53,28 @@ def make_app(download: DownloadService, ordering: OrderService | None = None) ->
     return app
 
 
+def _add_es9_routes(app: web.Application, download: DownloadService) -> None:
+    es9 = {
+        "initiateAuthentication": download.initiate_authentication,
+        "authenticateClient": download.authenticate_client,
+        "getBoundProfilePackage": download.get_bound_profile_package,
+        "handleNotification": download.handle_notification,
+        "cancelSession": download.cancel_session,
+    }
+    app.add_routes([web.post(ES9_PREFIX + name, json_function(fn)) for name, fn in es9.items()])
+
+
 async def _bearer_operator(db: Database, request: web.Request) -> orders.Operator | None:
+    """The operator whose API token the request presents; None if missing, malformed or unknown.  aiohttp
+    decodes header bytes as UTF-8 with surrogate escapes, so anything but the token alphabet is refused here."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip(" \t")
+    if scheme.lower() != "bearer" or not 0 < len(token) <= 512:
+        return None
+    if not all(c.isascii() and (c.isalnum() or c in "-._~+/=") for c in token):  # RFC 6750 b64token
         return None
     async with db.transaction() as session:
-        return await orders.operator_by_token(session, token.strip())
+        return await orders.operator_by_token(session, token)
 
 
 def _es2_authenticator(db: Database):  # type: ignore[no-untyped-def]
