@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# GSMA test data (TS.48 profiles, SGP.26 certificates) for the interop tests: one setting, SMDP_TEST_DATA.
+SHARED_DATA = Path(os.environ.get("SMDP_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TS48_DIR = SHARED_DATA / "ts48"
 SGP26_DIR = SHARED_DATA / "sgp26"
 PG_ADMIN_URL = os.environ.get("SMDP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asn1tools
@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from smdp.codec.asn1 import ASN1_DIR, Asn1Error, decode_exact, rsp, saip
 from smdp.codec.tlv import read_tlv, tlv
+from tests.conftest import SGP26_DIR
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SGP26 = SHARED_DATA / "sgp26"
+SGP26 = SGP26_DIR
 
 # InitialiseSecureChannelRequest cut from the Bound Profile Package of osmocom pySim,
 # tests/unittests/test_esim.py, TestBSPdecode.bpp_b64 (first TLV inside 'BF36').

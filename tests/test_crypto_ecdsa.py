@@ -24,9 +24,10 @@ from smdp.crypto.ecdsa import (
     sign,
     verify,
 )
+from tests.conftest import SGP26_DIR
 
 CURVES = [Curve.NIST_P256, Curve.BRAINPOOL_P256R1]
-SGP26 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sgp26"
+SGP26 = SGP26_DIR
 
 
 def _sgp26(rel: str) -> Path:

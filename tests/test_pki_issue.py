@@ -26,8 +26,9 @@ from smdp.pki.verify import (
     verify_euicc_chain,
     verify_server_certificate,
 )
+from tests.conftest import SGP26_DIR
 
-SGP26 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sgp26"
+SGP26 = SGP26_DIR
 PARTS = ("ci", "eum", "euicc", "dpauth", "dppb")
 TLS_FILES = ("dptls.crt.pem", "dptls.key.pem", "ci.crt.pem")
 GIVEN_EID = "89049032123451234512345678901235"

@@ -24,8 +24,9 @@ from smdp.pki.verify import (
     verify_euicc_chain,
     verify_server_certificate,
 )
+from tests.conftest import SGP26_DIR
 
-SGP26 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sgp26"
+SGP26 = SGP26_DIR
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sgp26-pki.toml"
 pytestmark = pytest.mark.skipif(
     not (SGP26 / "CertificateIssuer").is_dir(),

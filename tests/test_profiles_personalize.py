@@ -4,8 +4,6 @@ identities are unique and valid."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from smdp.crypto.milenage import compute_opc
@@ -13,10 +11,17 @@ from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.generate import IdentityRange, new_personalization
 from smdp.profiles.inspect import file_content
 from smdp.profiles.personalize import Personalization, SteeringFiles, Template
-from smdp.profiles.saip import SaipError, decode_iccid, encode_iccid, luhn_check_digit, validate_profile_package
+from smdp.profiles.saip import (
+    SaipError,
+    decode_iccid,
+    encode_iccid,
+    luhn_check_digit,
+    validate_profile_package,
+)
 from smdp.profiles.usim_files import PlmnWithAct, decode_fplmn, decode_oplmnwact
+from tests.conftest import TS48_DIR
 
-TS48 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ts48"
+TS48 = TS48_DIR
 STEERING = SteeringFiles([PlmnWithAct("426", "02", ("utran", "eutran")), PlmnWithAct("426", "04", ("eutran",))],
                          [("426", "01")])  # fmt: skip
 

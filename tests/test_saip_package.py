@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,8 +26,9 @@ from smdp.profiles.saip import (
     split_profile_elements,
     validate_profile_package,
 )
+from tests.conftest import TS48_DIR
 
-TS48 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ts48"
+TS48 = TS48_DIR
 NO_TS48 = f"GSMA TS.48 test profiles not found at {TS48}"
 
 
