@@ -84,7 +84,8 @@ async def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: 
 async def _bench_profile(settings: Settings) -> str:
     """A reusable profile (downloadable any number of times) for the run; returns its matching ID."""
     db = Database(settings.database_url)
-    await db.create_all()
+    db.sealer = master_sealer(settings)
+    await db.upgrade()
     serial = "8988247" + f"{int.from_bytes(os.urandom(5), 'big') % 10**11:011d}"
     iccid = serial + luhn_check_digit(serial)
     der = build_demo_profile(iccid=iccid, imsi="001010000000002", ki=os.urandom(16), opc=os.urandom(16))

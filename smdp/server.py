@@ -80,8 +80,8 @@ async def open_runtime(settings: Settings, addresses: frozenset[str], *, lab_hex
     manifest = ensure_pki(settings)
     credentials = load_server_credentials(manifest)
     db = Database(settings.database_url)
-    await db.create_all()
     sealer = Sealer(load_or_create_master_key(settings.master_key_path))
+    await db.upgrade(sealer)  # the schema to this build's revision (created in an empty database)
     operator_id = await ensure_default_operator(db, settings.data_dir)
     return Runtime(
         settings,

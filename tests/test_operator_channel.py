@@ -528,29 +528,3 @@ async def test_cli_takes_the_token_from_a_file_or_the_environment(tmp_path: Path
     monkeypatch.delenv("SMDP_TOKEN")
     with pytest.raises(CliError, match="SMDP_TOKEN"):  # nothing given and no local token file
         client_from_args(parse())
-
-
-# --- schema: columns added to an existing database ---------------------------------------------------------
-
-
-async def test_existing_databases_get_the_new_columns(database_url: str) -> None:
-    from sqlalchemy import inspect
-
-    first = Database(database_url)
-    await first.create_all()
-    async with first.engine.begin() as conn:  # the tables as they were before dead letters and callback CAs
-        await conn.exec_driver_sql("DROP INDEX ix_outbox_event_dead_at")
-        for table, column in (("outbox_event", "dead_at"), ("outbox_event", "retried_at"), ('"operator"', "callback_ca")):
-            await conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
-    await first.dispose()
-    again = Database(database_url)
-    try:
-        await again.create_all()
-        await add_operator(again, "acme", "https://ops.example")
-        await queue(again, "acme", 1)
-        assert [event_state(e) for e in await events(again)] == ["pending"]
-        async with again.engine.connect() as conn:
-            indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("outbox_event")})
-        assert "ix_outbox_event_dead_at" in indexes
-    finally:
-        await again.dispose()

@@ -101,8 +101,9 @@ async def cmd_pki_init(args: argparse.Namespace) -> int:
 
 
 async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The database of the data directory (or --database-url), tables created if missing, with the data
-    directory's master key as its sealer (profile packages and confirmation codes are stored sealed)."""
+    """The database of the data directory (or --database-url), migrated to this build's schema (created if
+    empty), with the data directory's master key as its sealer (profile packages and confirmation codes are
+    stored sealed; the migrations seal what an older build kept in clear)."""
     from smdp.config import master_sealer
     from smdp.store.db import Database
     from smdp.store.files import secure_data_dir
@@ -110,8 +111,12 @@ async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-de
     settings = settings_of(args)
     secure_data_dir(settings)  # umask 077, the data directory 0700, files an earlier run left readable fixed
     db = Database(settings.database_url)
-    await db.create_all()
     db.sealer = master_sealer(settings)
+    try:
+        await db.upgrade()
+    except BaseException:
+        await db.dispose()
+        raise
     return db
 
 
@@ -271,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     from smdp.cli import euicc as euicc_commands
 
     euicc_commands.add_commands(sub, common_options)
+    from smdp.cli import db as db_commands
+
+    db_commands.add_commands(sub, common_options)
     from smdp.bench import add_bench_command
 
     add_bench_command(sub, common_options)

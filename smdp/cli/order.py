@@ -200,8 +200,8 @@ async def cmd_order_simple(args: argparse.Namespace) -> int:
 
 
 async def cmd_operator(args: argparse.Namespace) -> int:
+    from smdp.cli import open_database
     from smdp.services.operators import OperatorError, add_operator, set_callback
-    from smdp.store.db import Database
 
     ca_pem = None
     if getattr(args, "ca_file", None):
@@ -209,8 +209,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
             ca_pem = Path(args.ca_file).read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"cannot read {args.ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
-    db = Database(settings_of(args).database_url)
-    await db.create_all()
+    db = await open_database(args)
     try:
         if args.operator_command == "add":
             token = await add_operator(db, args.name, args.callback_url)

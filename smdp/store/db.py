@@ -14,7 +14,6 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.crypto.sealed import Sealer
@@ -46,9 +45,28 @@ class Database:
         else:
             self.engine = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
+    async def upgrade(self, sealer: Sealer | None = None, target: str = "head") -> None:
+        """Migrate the schema to ``target`` (default: the newest revision), creating it in an empty database.
+
+        ``sealer`` (default: :attr:`sealer`) is the data directory's master key, which a data migration needs
+        to seal what an older build kept in clear; an upgrade that has such rows fails without one
+        (:class:`smdp.store.migrate.SealerRequired`)."""
+        from smdp.store import migrate
+
+        chosen = sealer if sealer is not None else self.sealer
+        async with self.engine.connect() as conn:
+            await conn.run_sync(lambda sync: migrate.upgrade(sync, chosen, target))
+
+    async def revision(self) -> str | None:
+        """The schema revision of the database (None: no migration has run on it)."""
+        from smdp.store import migrate
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(migrate.current_revision)
+
     async def create_all(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        """The schema of this build: the migrations run to head (kept for callers that create tables)."""
+        await self.upgrade()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -5,8 +5,8 @@ events for operators are written to the outbox in the same transaction as the st
 caused them (a transactional outbox), and delivered by :mod:`smdp.services.outbox` with retries.
 
 An event is *pending* (``delivered_at`` and ``dead_at`` unset), *delivered*, or *dead* (given up after the
-retry limit; ``smdp outbox retry`` makes it pending again).  Columns added after a table was first created
-are added to existing databases by :func:`_add_missing_columns` (run by ``Database.create_all``).
+retry limit; ``smdp outbox retry`` makes it pending again).  Schema changes reach existing databases through
+the migrations (smdp.store.migrations, ``smdp db upgrade``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, event, inspect, update
+from sqlalchemy import Column, Text, update
 from sqlmodel import JSON, Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -128,30 +128,3 @@ async def retry_event(db: AsyncSession, event_id: int, now: datetime) -> bool:
         .values(dead_at=None, attempts=0, next_attempt_at=now, retried_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-# --- columns added to existing tables ------------------------------------------------------------------
-
-_ADDED_COLUMNS = {
-    "operator": ("callback_ca",),
-    "outbox_event": ("dead_at", "retried_at"),
-}
-
-
-@event.listens_for(SQLModel.metadata, "after_create")
-def _add_missing_columns(_metadata: Any, connection: Any, **_kw: Any) -> None:
-    """``create_all`` creates missing tables only: add the columns introduced since (nullable, no default)."""
-    inspector = inspect(connection)
-    for table_name, names in _ADDED_COLUMNS.items():
-        if not inspector.has_table(table_name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table_name)}
-        table = SQLModel.metadata.tables[table_name]
-        quote = connection.dialect.identifier_preparer.quote
-        for name in names:
-            if name not in present:
-                column_type = table.c[name].type.compile(dialect=connection.dialect)
-                connection.exec_driver_sql(f"ALTER TABLE {quote(table_name)} ADD COLUMN {quote(name)} {column_type}")
-                for index in table.indexes:
-                    if name in index.columns:
-                        index.create(connection, checkfirst=True)
