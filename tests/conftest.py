@@ -214,3 +214,16 @@ def execution_errors(request: pytest.FixtureRequest, catch_all_handler: CatchAll
             f"allow_execution_error:\n{describe_records(records)}",
             pytrace=False,
         )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how much of the run needed GSMA test data, and whether it was there (SMDP_TEST_DATA)."""
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and "GSMA" in str(r.longrepr[2])
+    ]  # fmt: skip
+    found = TS48_DIR.is_dir() and SGP26_DIR.is_dir()
+    terminalreporter.write_line(
+        f"GSMA interop data {'found' if found else 'NOT found'} at {SHARED_DATA} (SMDP_TEST_DATA): "
+        f"{len(skipped)} test(s) skipped for want of it"
+    )
