@@ -1,7 +1,9 @@
 """Where smdp keeps its state: the data directory, the database URL and the PKI manifest.
 
 One loader for every command: ``--data-dir`` beats ``SMDP_DATA_DIR`` beats the per-user default;
-``--database-url`` beats ``SMDP_DATABASE_URL`` beats a SQLite file inside the data directory.
+``--database-url`` beats ``SMDP_DATABASE_URL`` beats the URL the data directory remembers
+(``DATA_DIR/database-url``, written by ``smdp serve`` and ``smdp db upgrade`` when given one) beats a
+SQLite file inside the data directory.
 """
 
 from __future__ import annotations
@@ -48,10 +50,35 @@ def load_settings(
     pki_manifest: str | Path | None = None,
 ) -> Settings:
     directory = Path(data_dir).expanduser() if data_dir else default_data_dir()
-    url = database_url or os.environ.get("SMDP_DATABASE_URL") or f"sqlite:///{directory / 'smdp.db'}"
+    url = database_url or os.environ.get("SMDP_DATABASE_URL") or remembered_database_url(directory) or f"sqlite:///{directory / 'smdp.db'}"
     manifest_env = pki_manifest or os.environ.get("SMDP_PKI")
     manifest = Path(manifest_env).expanduser() if manifest_env else directory / "certs" / "pki.toml"
     return Settings(data_dir=directory.resolve(), database_url=url, pki_manifest=manifest.resolve())
+
+
+DATABASE_URL_FILE = "database-url"
+
+
+def remembered_database_url(data_dir: Path) -> str | None:
+    """The database URL the data directory remembers (DATA_DIR/database-url), if any."""
+    try:
+        text = (Path(data_dir) / DATABASE_URL_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def remember_database_url(settings: Settings) -> None:
+    """Write the settings' database URL to DATA_DIR/database-url (mode 0600: it may hold a password), so
+    later commands on this data directory use it without ``--database-url``."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = settings.data_dir / DATABASE_URL_FILE
+    tmp = path.with_name(f".{DATABASE_URL_FILE}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(settings.database_url + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def master_sealer(settings: Settings) -> Sealer:

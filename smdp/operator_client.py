@@ -18,10 +18,15 @@ ES2_PATH = "/gsma/rsp2/es2plus/"
 
 
 class Es2Error(Exception):
-    def __init__(self, function: str, subject_code: str | None, reason_code: str | None, message: str) -> None:
+    def __init__(
+        self, function: str, subject_code: str | None, reason_code: str | None, message: str, *, unreachable: bool = False
+    ) -> None:
         self.function, self.subject_code, self.reason_code, self.message = function, subject_code, reason_code, message
-        code = f"{subject_code}/{reason_code} " if subject_code else ""
-        super().__init__(f"{function}: {code}{message}")
+        self.unreachable = unreachable  # the server could not be reached (connection, TLS, timeout)
+        code = f"{subject_code}/{reason_code}" if subject_code else ""
+        # the SM-DP+ puts the codes at the start of its message already (smdp.web.binding): don't repeat them
+        prefix = f"{code} " if code and not message.startswith(code) else ""
+        super().__init__(f"{function}: {prefix}{message}")
 
 
 @dataclass
@@ -70,7 +75,8 @@ class Es2Client:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise Es2Error(function, None, None, f"cannot reach {self.url}: {exc}") from None
+            reason = str(exc) or type(exc).__name__
+            raise Es2Error(function, None, None, f"cannot reach {self.url}: {reason}", unreachable=True) from None
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:

@@ -232,7 +232,18 @@ async def serve(
                 loop.add_signal_handler(signum, stop.set)
             await stop.wait()
     finally:
+        remove_server_info(settings)
         await runtime.db.dispose()
+
+
+def remove_server_info(settings: Settings) -> None:
+    """Remove DATA_DIR/server.json when it is this process's (another server may have started since)."""
+    info = settings.data_dir / "server.json"
+    try:
+        if json.loads(info.read_text()).get("pid") == os.getpid():
+            info.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def write_server_info(settings: Settings, address: str, operator_address: str | None = None) -> None:

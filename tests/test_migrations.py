@@ -194,6 +194,7 @@ async def test_unversioned_first_release_database_is_adopted(tmp_path: Path) -> 
 
 def test_cli_db_upgrade_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
+    data.mkdir()  # only serve and pki init create a data directory
     args = ["--data-dir", str(data)]
     assert main(["db", "status", "--json", *args]) == 0
     status = json.loads(capsys.readouterr().out)

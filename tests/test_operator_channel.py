@@ -249,6 +249,7 @@ async def test_callback_configuration_is_checked(db: Database, database_url: str
     # the CLI: smdp operator callback NAME URL --ca-file F
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text(pki.ca_pem)
+    (tmp_path / "data").mkdir()  # only serve and pki init create a data directory
     common = ["--data-dir", str(tmp_path / "data"), "--database-url", database_url]
     args = build_parser().parse_args(["operator", "callback", "acme", "https://ops.example/es2", "--ca-file", str(ca_file), *common])
     assert await args.handler(args) == 0
@@ -256,7 +257,7 @@ async def test_callback_configuration_is_checked(db: Database, database_url: str
         acme = await operator_by_name(session, "acme")
     assert acme is not None and acme.callback_url == "https://ops.example/es2"
     assert x509.load_pem_x509_certificate((acme.callback_ca or "").encode()).subject == _name("operator test CA")
-    args = build_parser().parse_args(["operator", "callback", "acme", *common])  # clears both
+    args = build_parser().parse_args(["operator", "callback", "acme", "--clear", *common])  # clears both
     assert await args.handler(args) == 0
     async with db.transaction() as session:
         acme = await operator_by_name(session, "acme")
@@ -334,6 +335,7 @@ async def test_stopping_the_outbox_mid_transaction_leaves_the_database_usable(
 async def test_dead_letters_after_the_limit_listed_and_retried(
     db: Database, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    (tmp_path / "data").mkdir()  # only serve and pki init create a data directory
     common = ["--data-dir", str(tmp_path / "data"), "--database-url", database_url]
 
     async def cli(*argv: str) -> Any:

@@ -111,6 +111,8 @@ def test_newcomer_flow_serve_then_lpa_download(tmp_path: Path, servers: list[Ser
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
+    (tmp_path / "data").mkdir()  # only serve and pki init create a data directory
+    (tmp_path / "empty").mkdir()
     missing = smdp("profile", "import", str(tmp_path / "nope.der"), "--data-dir", data, check=False)
     assert missing.returncode == 1 and missing.stderr.startswith("smdp: ") and "Traceback" not in missing.stderr
     garbage = tmp_path / "garbage.der"

@@ -235,6 +235,7 @@ def test_cli_generated_profiles_are_stored_sealed(tmp_path: Path, capsys: pytest
     import csv
 
     data = tmp_path / "data"
+    data.mkdir()  # only serve and pki init create a data directory
     template = tmp_path / "template.der"
     template.write_bytes(build_demo_profile("8949000000000000018", "001010000000001", bytes(16), bytes(16)))
     (tmp_path / "op.hex").write_text(os.urandom(16).hex())

@@ -2,7 +2,8 @@
 
 Every subcommand takes ``--data-dir`` (or SMDP_DATA_DIR) so that the server, the profile store, the
 test PKI and the virtual eUICC state are found in one place.  Errors are one precise line on stderr
-and exit status 1 or 2, never a stack trace.
+(``smdp: message``; with ``--json`` also ``{"error": ..., "code": ...}`` on stdout) and one of the exit
+statuses below, never a stack trace (unless ``--debug``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,114 @@ from smdp.config import Settings, load_settings
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation failed: refused by the server, an invalid input file, ...
+EXIT_USAGE = 2  # a usage error: argparse, or a flag whose value cannot work (fix the command line)
+EXIT_UNREACHABLE = 3  # cannot reach the server or the database
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """exit status:
+  0    ok
+  1    the operation failed (refused by the server, an invalid input file, ...)
+  2    usage error: a bad or missing argument, a --data-dir that does not exist, an output file
+       that exists (pass --force), an unsupported --database-url
+  3    cannot reach the server (--url, the local server) or the database (--database-url);
+       for `lpa usage --add` only: some of the traffic was refused by the policy
+  130  interrupted
+with --json, an error is also printed on stdout as {"error": "...", "code": N}; --debug shows the traceback"""
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
 class CliError(Exception):
-    """A user-facing error: printed as ``smdp: <message>`` with exit status 1."""
+    """A user-facing error: printed as ``smdp: <message>`` with exit status ``code`` (default 1)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    return load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
+def settings_of(args: argparse.Namespace, *, must_exist: bool = True) -> Settings:
+    """The settings of the command line; the data directory must exist unless ``must_exist`` is False
+    (only `serve` and `pki init` create it)."""
+    settings = load_settings(args.data_dir, getattr(args, "database_url", None), getattr(args, "pki", None))
+    if must_exist:
+        require_data_dir(settings)
+    check_database_url(settings.database_url)
+    return settings
+
+
+def require_data_dir(settings: Settings) -> None:
+    if not settings.data_dir.is_dir():
+        raise CliError(
+            f"--data-dir {settings.data_dir} does not exist (create it with `smdp serve --data-dir {settings.data_dir}` "
+            f"or `smdp pki init --data-dir {settings.data_dir}`, or check the path)",
+            EXIT_USAGE,
+        )
+
+
+def check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        driver = make_url(url).drivername
+        scheme = driver.split("+", 1)[0]
+    except (ArgumentError, ValueError):
+        raise CliError(f"--database-url {redact_url(url)!r} is not a database URL (supported: sqlite:///PATH, "
+                       "postgresql://USER@HOST/DB)", EXIT_USAGE) from None  # fmt: skip
+    if scheme not in (*SUPPORTED_DATABASES, "postgres"):
+        raise CliError(f"--database-url: unsupported database {scheme!r} (supported: {', '.join(SUPPORTED_DATABASES)})",
+                       EXIT_USAGE)  # fmt: skip
+    if "+" in driver and driver not in ("sqlite+aiosqlite", "postgresql+asyncpg", "postgres+asyncpg"):
+        raise CliError(f"--database-url: unsupported driver {driver!r} (give {scheme}://...; smdp picks the driver)", EXIT_USAGE)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def database_error(exc: BaseException, url: str) -> CliError | None:
+    """A one-line CliError for a database that cannot be reached or opened (None: not such an error)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    reason: str | None = None
+    if isinstance(exc, (OperationalError, InterfaceError, DBAPIError)):
+        reason = str(getattr(exc, "orig", None) or exc)
+    elif isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.startswith("asyncpg"):
+        reason = str(exc) or type(exc).__name__
+    if reason is None:
+        return None
+    reason = " ".join(reason.split("\n", 1)[0].split())
+    return CliError(f"cannot open the database {redact_url(url)} (--database-url): {reason}", EXIT_UNREACHABLE)
+
+
+async def database_revision(url: str) -> str | None:
+    """The database's schema revision (None: not created); an unreachable database is one CliError line."""
+    from smdp.store.db import Database
+
+    db = Database(url)
+    try:
+        return await db.revision()
+    except Exception as exc:
+        error = database_error(exc, url)
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        await db.dispose()
+
+
+def refuse_overwrite(path: Path, flag: str, force: bool) -> None:
+    """An output file that exists is replaced only with --force."""
+    if path.exists() and not force:
+        raise CliError(f"{flag} {path} exists; pass --force to overwrite it", EXIT_USAGE)
 
 
 def local_server_address(settings: Settings, *, operator: bool = False) -> str | None:
@@ -50,14 +153,24 @@ def print_result(args: argparse.Namespace, value: Any, text: str) -> None:
 async def cmd_serve(args: argparse.Namespace) -> int:
     from smdp.server import serve
 
+    settings = settings_of(args, must_exist=False)
+    limits = limits_of(args)
+    for flag, port in (("--port", args.port), ("--operator-port", args.operator_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise CliError(f"{flag} {port} is not a TCP port (0 to 65535)", EXIT_USAGE)
+    if args.database_url:  # once it answers, the data directory remembers it for the commands that follow
+        from smdp.config import remember_database_url
+
+        await database_revision(settings.database_url)
+        remember_database_url(settings)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     await serve(
-        settings_of(args),
+        settings,
         args.host,
         args.port,
         args.address,
         lab_hex_confirmation_code=args.lab_hex_confirmation_code,
-        limits=limits_of(args),
+        limits=limits,
         operator_host=args.operator_host,
         operator_port=args.operator_port,
         session_retention_days=args.session_retention_days,
@@ -77,8 +190,11 @@ def limits_of(args: argparse.Namespace) -> Any:
             keepalive_timeout=args.keepalive_timeout,
             max_connections=args.max_connections,
         )
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    except ValueError as exc:  # the messages name the Limits fields: say the flags
+        message = str(exc)
+        for field in ("tls_handshake_timeout", "header_timeout", "body_timeout", "keepalive_timeout", "max_connections"):
+            message = message.replace(field, "--" + field.replace("_", "-"))
+        raise CliError(message, EXIT_USAGE) from None
 
 
 # --- pki -------------------------------------------------------------------------------------------
@@ -87,8 +203,12 @@ def limits_of(args: argparse.Namespace) -> Any:
 async def cmd_pki_init(args: argparse.Namespace) -> int:
     from smdp.pki.issue import init_pki
 
-    directory = Path(args.dir) if args.dir else settings_of(args).certs_dir
-    manifest = init_pki(directory, overwrite=args.force)
+    directory = Path(args.dir) if args.dir else settings_of(args, must_exist=False).certs_dir
+    try:
+        manifest = init_pki(directory, overwrite=args.force)
+    except FileExistsError:
+        where = f"--dir {directory}" if args.dir else str(directory)
+        raise CliError(f"a PKI already exists in {where}; pass --force to replace it", EXIT_USAGE) from None
     if not args.dir:  # in the data directory, certificates too are 0600 (see smdp.store.files)
         from smdp.store.files import tighten
 
@@ -114,8 +234,11 @@ async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-de
     db.sealer = master_sealer(settings)
     try:
         await db.upgrade()
-    except BaseException:
+    except BaseException as exc:
         await db.dispose()
+        error = database_error(exc, settings.database_url) if isinstance(exc, Exception) else None
+        if error is not None:
+            raise error from None
         raise
     return db
 
@@ -133,7 +256,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
         try:
             metadata = json.loads(Path(args.metadata).read_text())
         except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read metadata {args.metadata}: {exc}") from None
+            raise CliError(f"cannot read --metadata {args.metadata}: {getattr(exc, 'strerror', None) or exc}") from None
     db = await open_database(args)
     try:
         imported = await import_profile(
@@ -196,17 +319,42 @@ async def cmd_profile_list(args: argparse.Namespace) -> int:
 # --- parser ----------------------------------------------------------------------------------------
 
 
+class UsageError(SystemExit):
+    """argparse's error (exit status 2), raised for main() to answer like every other error."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.parser, self.message = parser, message
+
+
+_main_reports_usage = False  # True while main() parses: it prints the error itself, in one line
+
+
+class SmdpArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        if not _main_reports_usage:  # build_parser().parse_args() called by others: argparse's own message
+            self.print_usage(sys.stderr)
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise UsageError(self, message)
+
+
 def common_options(parser: argparse.ArgumentParser, *, database: bool = False, json_output: bool = False) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help="state directory (default: $SMDP_DATA_DIR or ~/.local/share/smdp)")
     parser.add_argument("--pki", help="PKI manifest (TOML) to use instead of the generated test PKI")
     if database:
-        parser.add_argument("--database-url", help="database URL (default: $SMDP_DATABASE_URL or SQLite in the data dir)")
+        parser.add_argument("--database-url", help="database URL, sqlite:///PATH or postgresql://USER@HOST/DB (default: "
+                            "$SMDP_DATABASE_URL, else the one the data directory remembers, else SQLite in it)")
     if json_output:
         parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smdp", description="SGP.22 SM-DP+ simulator")
+    parser = SmdpArgumentParser(
+        prog="smdp", description="SGP.22 SM-DP+ simulator", epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the SM-DP+ (ES9+ over HTTPS)")
@@ -282,27 +430,89 @@ def build_parser() -> argparse.ArgumentParser:
     from smdp.bench import add_bench_command
 
     add_bench_command(sub, common_options)
+    sub.choices["bench"].set_defaults(handler=cmd_bench_checked)
     return parser
+
+
+async def cmd_bench_checked(args: argparse.Namespace) -> int:
+    """`smdp bench` with its usage errors answered like every other command's (exit 2, --json)."""
+    from smdp.bench import MAX_SESSIONS, cmd_bench
+
+    if not 1 <= args.sessions <= MAX_SESSIONS:
+        raise CliError(f"--sessions must be 1..{MAX_SESSIONS}", EXIT_USAGE)
+    if not 1 <= args.concurrency <= 256:
+        raise CliError("--concurrency must be 1..256", EXIT_USAGE)
+    if args.server:
+        if not (args.server_pid and args.data_dir):
+            raise CliError("--server needs --server-pid and --data-dir (the server's) to measure it", EXIT_USAGE)
+        settings_of(args)  # the server's data directory exists
+    elif args.data_dir:
+        settings_of(args, must_exist=False)
+    return await cmd_bench(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     from smdp.store.files import restrict_umask
 
     restrict_umask()  # whatever a command writes (eUICC state, keys, codes) is its owner's alone
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in arguments
+    global _main_reports_usage
+    _main_reports_usage = True
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as exc:  # one line too: the command, argparse's message, where the usage is
+        command = exc.parser.prog.removeprefix("smdp").strip()
+        where = f"{command}: " if command else ""
+        return report_error(f"{where}{exc.message} (see `{exc.parser.prog} --help`)", EXIT_USAGE, wants_json)
+    finally:
+        _main_reports_usage = False
+    debug = bool(getattr(args, "debug", False))
+    wants_json = bool(getattr(args, "json", False))
     try:
         return asyncio.run(args.handler(args))
     except KeyboardInterrupt:
-        return 130
-    except CliError as exc:
-        print(f"smdp: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # configuration and I/O problems: one line, no trace
-        from smdp.pki.store import PkiConfigError
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            import traceback
 
-        if isinstance(exc, (PkiConfigError, OSError, ValueError)):
-            print(f"smdp: {exc}", file=sys.stderr)
-            return 1
-        raise
+            traceback.print_exc()
+        message, code = describe_error(exc, args)
+        return report_error(message, code, wants_json)
 
 
+def describe_error(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
+    """The one-line message and exit status of an error a command raised."""
+    from smdp.lpa.es9client import Es9Error
+    from smdp.operator_client import Es2Error
+    from smdp.pki.store import PkiConfigError
+
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, Es2Error):
+        return str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_FAILED
+    if isinstance(exc, Es9Error):
+        unreachable = exc.subject_code is None and "transport" in exc.message
+        return str(exc), EXIT_UNREACHABLE if unreachable else EXIT_FAILED
+    if hasattr(args, "database_url") and type(exc).__module__.startswith(("sqlalchemy", "asyncpg")):
+        try:
+            error = database_error(exc, load_settings(args.data_dir, args.database_url, getattr(args, "pki", None)).database_url)
+        except Exception:
+            error = None
+        if error is not None:
+            return str(error), error.code
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"cannot connect: {exc}", EXIT_UNREACHABLE
+    if isinstance(exc, (PkiConfigError, OSError, ValueError)):
+        return (str(exc) or type(exc).__name__), EXIT_FAILED
+    first = (str(exc).splitlines() or [""])[0]
+    return f"internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", EXIT_FAILED
+
+
+def report_error(message: str, code: int, as_json: bool) -> int:
+    line = " ".join(message.split())
+    print(f"smdp: {line}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": line, "code": code}))
+    return code

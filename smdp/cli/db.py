@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from smdp.cli import CliError, print_result, settings_of
+from smdp.cli import CliError, database_error, database_revision, print_result, settings_of
 
 
 async def cmd_db_status(args: argparse.Namespace) -> int:
     """The database's revision and this build's (head); changes nothing.  Exit status 0 even when behind."""
     from smdp.store import migrate
-    from smdp.store.db import Database
 
-    db = Database(settings_of(args).database_url)
-    try:
-        current = await db.revision()
-    finally:
-        await db.dispose()
+    current = await database_revision(settings_of(args).database_url)
     head = migrate.head_revision()
     state = "up to date" if current == head else ("not created" if current is None else "behind: run `smdp db upgrade`")
     print_result(
@@ -45,8 +40,17 @@ async def cmd_db_upgrade(args: argparse.Namespace) -> int:
         except RuntimeError as exc:  # SealerRequired, an unversioned database of unknown shape, ...
             raise CliError(f"database upgrade failed, nothing changed: {exc}") from None
         after = await db.revision()
+    except Exception as exc:
+        error = database_error(exc, settings.database_url)
+        if error is None:
+            raise
+        raise error from None
     finally:
         await db.dispose()
+    if args.database_url:  # the data directory remembers it for the commands that follow
+        from smdp.config import remember_database_url
+
+        remember_database_url(settings)
     text = f"already at revision {after} (head)" if before == after else f"upgraded from {before or 'an empty database'} to {after} (head)"
     print_result(args, {"from": before, "revision": after, "head": migrate.head_revision()}, text)
     return 0

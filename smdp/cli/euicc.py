@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from smdp.cli import CliError, print_result
+from smdp.cli import EXIT_UNREACHABLE, EXIT_USAGE, CliError, print_result
 from smdp.cli.lpa import open_virtual_euicc
 
 
@@ -28,7 +28,7 @@ async def cmd_euicc_lpac(args: argparse.Namespace) -> int:
     if arguments[:1] == ["--"]:
         arguments = arguments[1:]
     if not arguments:
-        raise CliError("no lpac arguments: smdp euicc lpac [options] -- chip info")
+        raise CliError("no lpac arguments: smdp euicc lpac [options] -- chip info", EXIT_USAGE)
     try:
         lpac = find_lpac(args.lpac)
     except LpacNotFound as exc:
@@ -42,14 +42,22 @@ async def cmd_euicc_serve(args: argparse.Namespace) -> int:
     card = _card(args)
     if args.connect:
         host, _, port = args.connect.rpartition(":")
-        count = await connect_out(card, host or "127.0.0.1", int(port))
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise CliError(f"--connect {args.connect!r}: give HOST:PORT", EXIT_USAGE)
+        try:
+            count = await connect_out(card, host or "127.0.0.1", int(port))
+        except OSError as exc:
+            raise CliError(f"--connect {args.connect}: cannot connect: {exc.strerror or exc}", EXIT_UNREACHABLE) from None
         print(f"smdp: reader disconnected after {count} APDUs")
         return 0
     try:
         address = parse_address(args.socket)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    server = await serve_card(card, address)
+        raise CliError(f"--socket: {exc}", EXIT_USAGE) from None
+    try:
+        server = await serve_card(card, address)
+    except OSError as exc:
+        raise CliError(f"--socket {args.socket}: cannot listen: {exc.strerror or exc}") from None
     if address.kind == "tcp":
         host, port = server.sockets[0].getsockname()[:2]
         shown = f"tcp:{host}:{port}"

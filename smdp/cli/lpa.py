@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, print_result, settings_of
+from smdp.cli import EXIT_USAGE, CliError, print_result, settings_of
 
 
 def open_virtual_euicc(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from smdp.euicc.euicc import VirtualEuicc
 
-    settings = settings_of(args)
+    settings = settings_of(args, must_exist=not args.euicc)  # the default state file is in the data directory
     path = Path(args.euicc) if args.euicc else settings.euicc_dir / f"{args.curve}.json"
+    if args.euicc and not path.parent.is_dir():
+        raise CliError(f"--euicc {path}: no directory {path.parent}", EXIT_USAGE)
     if not path.exists() and not settings.pki_manifest.exists():
         raise CliError(f"no PKI manifest at {settings.pki_manifest}: run `smdp serve` or `smdp pki init` first")
     return VirtualEuicc.open(path, manifest=settings.pki_manifest, curve=args.curve)
@@ -27,8 +29,10 @@ def es9_client_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-d
     if args.insecure:
         return Es9Client(insecure=True)
     if args.ca:
+        if not Path(args.ca).is_file():
+            raise CliError(f"--ca {args.ca}: no such file", EXIT_USAGE)
         return Es9Client(ca_file=Path(args.ca))
-    manifest = settings_of(args).pki_manifest
+    manifest = settings_of(args, must_exist=False).pki_manifest
     ca = load_server_credentials(manifest).tls_ca_cert_path if manifest.exists() else None
     return Es9Client(ca_file=ca)
 
@@ -42,7 +46,12 @@ async def cmd_lpa_download(args: argparse.Namespace) -> int:
             euicc, args.activation_code, confirmation_code=args.confirmation_code, client=client, cancel_at=args.cancel_at
         )
     print(json.dumps(result.to_json(), indent=2))
-    return 0 if result.ok else 1
+    if result.ok:
+        return 0
+    from smdp.cli import EXIT_FAILED, EXIT_UNREACHABLE
+
+    unreachable = result.subject_code is None and (result.message or "").startswith("HTTP transport failed")
+    return EXIT_UNREACHABLE if unreachable else EXIT_FAILED
 
 
 async def cmd_lpa_list(args: argparse.Namespace) -> int:

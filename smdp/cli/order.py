@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, local_server_address, print_result, settings_of
+from smdp.cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, local_server_address, print_result, refuse_overwrite, settings_of
 from smdp.operator_client import Es2Client, Es2Error
 from smdp.rsp.activation import ActivationCode
 
@@ -50,12 +50,27 @@ def client_from_args(args: argparse.Namespace) -> Es2Client:
     from smdp.pki.store import load_server_credentials
     from smdp.services.operators import DEFAULT_OPERATOR, token_path
 
-    settings = settings_of(args)
     url, token, ca = args.url, token_from_args(args), Path(args.ca) if args.ca else None
+    settings = settings_of(args, must_exist=False)
+    if url is not None:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (ValueError for a port out of range)
+        except ValueError as exc:
+            raise CliError(f"--url {url!r} is not a URL: {exc}", EXIT_USAGE) from None
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise CliError(f"--url {url!r} is not an https:// URL (e.g. https://smdp.example:8443)", EXIT_USAGE)
+    if ca is not None and not ca.is_file():
+        raise CliError(f"--ca {ca}: no such file", EXIT_USAGE)
     if url is None:
+        from smdp.cli import require_data_dir
+
+        require_data_dir(settings)
         address = local_server_address(settings, operator=True)
         if address is None:
-            raise CliError(f"no --url and no local server found in {settings.data_dir}: is `smdp serve` running?")
+            raise CliError(f"no --url and no local server found in {settings.data_dir}: is `smdp serve` running?", EXIT_UNREACHABLE)
         url = "https://" + address
         if ca is None and not args.insecure and settings.pki_manifest.exists():
             ca = load_server_credentials(settings.pki_manifest).tls_ca_cert_path
@@ -65,6 +80,11 @@ def client_from_args(args: argparse.Namespace) -> Es2Client:
             raise CliError(f"no --token, --token-file or ${TOKEN_ENV}, and no token file {path}")
         token = path.read_text().strip()
     return Es2Client(url, token, args.operator or DEFAULT_OPERATOR, ca_file=ca, insecure=args.insecure)
+
+
+def es2_failure(exc: Es2Error) -> CliError:
+    """The CliError of a failed ES2+ call: exit status 3 when the server could not be reached."""
+    return CliError(str(exc), EXIT_UNREACHABLE if exc.unreachable else EXIT_FAILED)
 
 
 @dataclass
@@ -130,7 +150,7 @@ async def cmd_order_new(args: argparse.Namespace) -> int:
                 confirmation_code=code, release=not args.no_release,
             )
         except Es2Error as exc:
-            raise CliError(str(exc)) from None
+            raise es2_failure(exc) from None
     if args.qr_dir:
         write_qr(result.activation_code, Path(args.qr_dir), result.iccid)
     text = f"{result.iccid}  {result.activation_code}" + (f"  (confirmation code {code})" if code else "")
@@ -141,15 +161,22 @@ async def cmd_order_new(args: argparse.Namespace) -> int:
 async def cmd_order_batch(args: argparse.Namespace) -> int:
     """CSV in: profile_type or iccid, eid (optional), confirmation_code (yes/no). CSV out: one code per row."""
     try:
-        rows = list(csv.DictReader(Path(args.csv).open(newline="")))
-    except OSError as exc:
-        raise CliError(f"cannot read {args.csv}: {exc.strerror}") from None
+        with Path(args.csv).open(newline="", encoding="utf-8") as source:
+            reader = csv.DictReader(source)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CliError(f"cannot read {args.csv}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not columns & {"profile_type", "iccid"}:
+        raise CliError(f"{args.csv}: no profile_type or iccid column (the header row names the columns: "
+                       "profile_type,iccid,eid,confirmation_code)")  # fmt: skip
     out = Path(args.out)
+    refuse_overwrite(out, "--out", args.force)
     qr_dir = Path(args.qr_dir) if args.qr_dir else None
     ok = failed = 0
     async with client_from_args(args) as client:
         with out.open("w", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csv.writer(handle, lineterminator="\r\n" if args.crlf else "\n")
             writer.writerow(["row", "iccid", "eid", "matching_id", "activation_code", "confirmation_code", "error"])
             for number, row in enumerate(rows, start=1):
                 wants_cc = (row.get("confirmation_code") or "").strip().lower() in ("yes", "y", "true", "1")
@@ -160,6 +187,9 @@ async def cmd_order_batch(args: argparse.Namespace) -> int:
                         eid=(row.get("eid") or None), confirmation_code=code,
                     )
                 except Es2Error as exc:
+                    if exc.unreachable:  # every further row would fail the same way
+                        handle.flush()
+                        raise CliError(f"{exc} (row {number}; the rows before it are in {out})", EXIT_UNREACHABLE) from None
                     failed += 1
                     writer.writerow([number, row.get("iccid") or "", row.get("eid") or "", "", "", "", str(exc)])
                 else:
@@ -194,7 +224,7 @@ async def cmd_order_simple(args: argparse.Namespace) -> int:
         try:
             await client.call(function, **fields)
         except Es2Error as exc:
-            raise CliError(str(exc)) from None
+            raise es2_failure(exc) from None
     print_result(args, {"iccid": args.iccid, "done": function}, f"{function}: {args.iccid} done")
     return 0
 
@@ -203,26 +233,58 @@ async def cmd_operator(args: argparse.Namespace) -> int:
     from smdp.cli import open_database
     from smdp.services.operators import OperatorError, add_operator, set_callback
 
+    if args.operator_command == "callback":
+        if args.url is not None and args.set is not None:
+            raise CliError("give the callback URL once: --set URL", EXIT_USAGE)
+        new_url = args.set if args.set is not None else args.url
+        if new_url is not None and args.clear:
+            raise CliError("give --set URL or --clear, not both", EXIT_USAGE)
+        if args.ca_file and new_url is None:
+            raise CliError("--ca-file needs --set URL (the CA is trusted for that URL)", EXIT_USAGE)
+        if new_url is None and not args.clear:
+            return await show_callback(args)
     ca_pem = None
     if getattr(args, "ca_file", None):
         try:
             ca_pem = Path(args.ca_file).read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"cannot read {args.ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise CliError(f"cannot read --ca-file {args.ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
     db = await open_database(args)
     try:
         if args.operator_command == "add":
             token = await add_operator(db, args.name, args.callback_url)
             print_result(args, {"operator": args.name, "token": token}, f"operator {args.name} created; API token (shown once): {token}")
         else:
-            await set_callback(db, args.name, args.url or None, ca_pem)
+            url = None if args.clear else new_url
+            await set_callback(db, args.name, url, ca_pem)
             ca_text = f", trusting the CA in {args.ca_file} and the system's" if ca_pem else ""
-            print_result(args, {"operator": args.name, "callbackUrl": args.url, "callbackCa": ca_pem is not None},
-                         f"operator {args.name}: callback {args.url or 'none'}{ca_text}")
+            print_result(args, {"operator": args.name, "callbackUrl": url, "callbackCa": ca_pem is not None},
+                         f"operator {args.name}: callback {url or 'cleared'}{ca_text}")
     except OperatorError as exc:
         raise CliError(str(exc)) from None
     finally:
         await db.dispose()
+    return 0
+
+
+async def show_callback(args: argparse.Namespace) -> int:
+    """``smdp operator callback NAME``: the callback URL and whether a CA of its own is trusted; changes nothing."""
+    from smdp.cli import open_database
+    from smdp.store.orders import operator_by_name
+
+    db = await open_database(args)
+    try:
+        async with db.transaction() as session:
+            operator = await operator_by_name(session, args.name)
+    finally:
+        await db.dispose()
+    if operator is None:
+        raise CliError(f"no operator {args.name!r}")
+    url, has_ca = operator.callback_url, bool(operator.callback_ca)
+    text = f"operator {args.name}: callback {url or 'none'}"
+    if url:
+        text += ", trusting a CA of its own and the system's" if has_ca else ", trusting the system's CAs"
+    print_result(args, {"operator": args.name, "callbackUrl": url, "callbackCa": has_ca}, text)
     return 0
 
 
@@ -348,7 +410,9 @@ def add_commands(sub: Any, common: Any) -> None:
     batch = order.add_parser("batch", help="orders from a CSV (profile_type or iccid, eid, confirmation_code yes/no)")
     connection(batch)
     batch.add_argument("csv")
-    batch.add_argument("--out", required=True, help="CSV of activation codes to write")
+    batch.add_argument("--out", required=True, help="CSV of activation codes to write (LF line endings)")
+    batch.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    batch.add_argument("--crlf", action="store_true", help="CRLF line endings (RFC 4180) in --out")
     batch.add_argument("--qr-dir", help="folder for QR images (PNG and SVG)")
     batch.set_defaults(handler=cmd_order_batch)
     cancel = order.add_parser("cancel", help="cancelOrder")
@@ -370,12 +434,15 @@ def add_commands(sub: Any, common: Any) -> None:
     add.add_argument("--callback-url", help="base URL of its ES2+ endpoint for HandleDownloadProgressInfo")
     add.set_defaults(handler=cmd_operator)
     callback = operator.add_parser(
-        "callback", help="set or clear an operator's callback URL (https; http only to a loopback host)"
+        "callback", help="show an operator's callback URL; --set URL or --clear change it (https; http only to a loopback host)"
     )
     common(callback, database=True, json_output=True)
     callback.add_argument("name")
-    callback.add_argument("url", nargs="?")
+    callback.add_argument("url", nargs="?", help="same as --set URL")
+    change = callback.add_mutually_exclusive_group()
+    change.add_argument("--set", metavar="URL", help="set the callback URL (base URL of its ES2+ endpoint)")
+    change.add_argument("--clear", action="store_true", help="remove the callback URL (and its CA)")
     callback.add_argument(
-        "--ca-file", help="PEM CA certificate(s) to trust for this URL besides the system's (default: the system's only)"
+        "--ca-file", help="with --set: PEM CA certificate(s) to trust for this URL besides the system's (default: the system's only)"
     )
     callback.set_defaults(handler=cmd_operator)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, open_database, print_result, settings_of
+from smdp.cli import EXIT_USAGE, CliError, open_database, print_result, refuse_overwrite, settings_of
 
 
 def _read(path: str, what: str) -> bytes:
@@ -110,13 +110,25 @@ async def cmd_profile_generate(args: argparse.Namespace) -> int:
             raise CliError(f"OP file {args.op_file} must hold 32 hex digits") from None
     settings = settings_of(args)
     key_file = Path(args.key_file) if args.key_file else settings.data_dir / f"keys-{args.type}-{args.iccid_start}.csv"
+    codes_file = Path(args.activation_codes) if args.activation_codes else None
+    if codes_file is not None and codes_file.resolve() == key_file.resolve():
+        raise CliError(f"--activation-codes and --key-file name the same file {key_file}", EXIT_USAGE)
+    for flag, path in (("--key-file", key_file), ("--activation-codes", codes_file)):
+        if path is not None:
+            refuse_overwrite(path, flag, args.force)
+            if not path.parent.is_dir():
+                raise CliError(f"{flag} {path}: no directory {path.parent}", EXIT_USAGE)
     db = await open_database(args)
+    if args.force:  # the key file writer never replaces a file: remove the old one now the database is open
+        for path in (key_file, codes_file):
+            if path is not None and path.exists():
+                path.unlink()
     bar = ProgressBar(args.count, f"generating {args.type}", enabled=True if args.progress else None)
     try:
         operator_id = await operator_id_by_name(db, settings.data_dir, args.operator or "default")
         result = await generate_profiles(
             db, args.type, identities, key_file=key_file, op=op,
-            activation_codes=Path(args.activation_codes) if args.activation_codes else None,
+            activation_codes=codes_file,
             smdp_address=args.smdp_address or local_server_address(settings) or "127.0.0.1:8443", operator_id=operator_id, progress=bar.update,
         )  # fmt: skip
     except ProfileTypeError as exc:
@@ -155,6 +167,7 @@ def add_commands(sub: Any, profile: Any, common: Any) -> None:
                      help="give each profile a matching ID (Released, ready to download) and write ICCID,activation code")
     gen.add_argument("--smdp-address", help="SM-DP+ address in the activation codes (default: the local server's)")
     gen.add_argument("--operator", help="operator owning the profiles (for ES2+ orders)")
+    gen.add_argument("--force", action="store_true", help="overwrite --key-file and --activation-codes if they exist")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     gen.set_defaults(handler=cmd_profile_generate)
 

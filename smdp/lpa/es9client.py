@@ -41,8 +41,10 @@ class Es9Error(Exception):
         self.reason_code = reason_code
         self.message = message
         self.function = function
-        codes = f"{subject_code}/{reason_code} " if subject_code or reason_code else ""
-        super().__init__(f"{function}: {codes}{message}")
+        codes = f"{subject_code}/{reason_code}" if subject_code or reason_code else ""
+        # the SM-DP+ puts the codes at the start of its message already (smdp.web.binding): don't repeat them
+        prefix = f"{codes} " if codes and not message.startswith(codes) else ""
+        super().__init__(f"{function}: {prefix}{message}")
 
 
 class Es9Client:
@@ -102,7 +104,7 @@ class Es9Client:
                 status = response.status
                 raw = await response.read()
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
-            raise Es9Error(None, None, f"HTTP transport failed: {exc!r}", function) from exc
+            raise Es9Error(None, None, f"HTTP transport failed: {str(exc) or type(exc).__name__}", function) from exc
         if status == 204 or (status // 100 == 2 and not raw.strip()):
             return None  # no output data (SGP.22 6.5.1: 204; some servers send an empty 200)
         if status // 100 != 2:

@@ -1,6 +1,7 @@
-"""Profile metadata (SGP.22 section 5.5.3 StoreMetadataRequest) from the JSON form kept in the database.
+"""Profile metadata (SGP.22 section 5.5.3 StoreMetadataRequest) from the checked model,
+smdp.profiles.metadata.ProfileMetadata, of the JSON form kept in the database.
 
-JSON form::
+JSON form (checked by ProfileMetadata.from_json)::
 
     {"serviceProviderName": "...", "profileName": "...", "profileClass": "test|provisioning|operational",
      "iconType": "jpg|png", "icon": "<base64>", "profilePolicyRules": ["ppr1", "ppr2"],
@@ -15,18 +16,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from smdp.codec import asn1, b64
-from smdp.profiles.policy import parse_policy
+from smdp.codec import asn1
+from smdp.profiles import metadata as model
+from smdp.profiles.metadata import EVENT_BITS, PPR_BITS, ProfileMetadata
 from smdp.profiles.policy_codec import policy_extension
 from smdp.profiles.saip import encode_iccid
 
-PROFILE_CLASSES = {"test": 0, "provisioning": 1, "operational": 2}
-ICON_TYPES = {"jpg": 0, "png": 1}
-PPR_BITS = ("pprUpdateControl", "ppr1", "ppr2")  # PprIds ::= BIT STRING (SGP.22 2.4.x)
-EVENT_BITS = ("install", "enable", "disable", "delete")  # NotificationEvent ::= BIT STRING
+__all__ = ["EVENT_BITS", "ICON_TYPES", "PPR_BITS", "PROFILE_CLASSES", "bit_names", "bit_string", "forbidden_pprs",
+           "profile_pprs", "store_metadata_request", "store_metadata_value"]  # fmt: skip
+
+PROFILE_CLASSES = {name: number for number, name in enumerate(model.PROFILE_CLASSES)}
+ICON_TYPES = {name: number for number, name in enumerate(model.ICON_TYPES)}
 
 
-def bit_string(names: list[str], alphabet: tuple[str, ...]) -> tuple[bytes, int]:
+def bit_string(names: list[str] | tuple[str, ...], alphabet: tuple[str, ...]) -> tuple[bytes, int]:
     """A named-bit BIT STRING as asn1tools wants it: (bytes, number of bits), trailing zero bits trimmed."""
     value = 0
     length = 0
@@ -44,42 +47,47 @@ def bit_names(bits: tuple[bytes, int], alphabet: tuple[str, ...]) -> list[str]:
     return [name for i, name in enumerate(alphabet) if i < length and data[i // 8] & (0x80 >> (i % 8))]
 
 
-def profile_pprs(metadata: dict[str, Any]) -> list[str]:
+def _model(metadata: ProfileMetadata | dict[str, Any]) -> ProfileMetadata:
+    """The checked model (MetadataError, naming the field, for a JSON document that is not valid)."""
+    return ProfileMetadata.from_json(metadata)
+
+
+def profile_pprs(metadata: ProfileMetadata | dict[str, Any]) -> list[str]:
     """The Profile's PPRs: the metadata's own plus those its policy document asks for."""
-    policy = metadata.get("policy") or {}
-    return sorted(set(metadata.get("profilePolicyRules", [])) | set(policy.get("profilePolicyRules", [])))
+    return _model(metadata).pprs
 
 
-def store_metadata_value(iccid: str, metadata: dict[str, Any]) -> dict[str, Any]:
+def store_metadata_value(iccid: str, metadata: ProfileMetadata | dict[str, Any]) -> dict[str, Any]:
+    meta = _model(metadata)
     value: dict[str, Any] = {
         "iccid": encode_iccid(iccid),
-        "serviceProviderName": metadata.get("serviceProviderName", ""),
-        "profileName": metadata.get("profileName", ""),
+        "serviceProviderName": meta.service_provider_name,
+        "profileName": meta.profile_name,
     }
-    if "iconType" in metadata and "icon" in metadata:
-        value["iconType"] = ICON_TYPES[metadata["iconType"]]
-        value["icon"] = b64.b64decode(metadata["icon"])
-    if "profileClass" in metadata:
-        value["profileClass"] = PROFILE_CLASSES[metadata["profileClass"]]
-    policy = parse_policy(metadata["policy"]) if metadata.get("policy") else None
-    pprs = profile_pprs(metadata)
+    if meta.icon_type is not None and meta.icon is not None:
+        value["iconType"] = ICON_TYPES[meta.icon_type]
+        value["icon"] = meta.icon
+    if meta.profile_class is not None:
+        value["profileClass"] = PROFILE_CLASSES[meta.profile_class]
+    pprs = meta.pprs
     if pprs:
         value["profilePolicyRules"] = bit_string(pprs, PPR_BITS)
-    if metadata.get("notificationConfigurationInfo"):
+    if meta.notifications:
         value["notificationConfigurationInfo"] = [
-            {"profileManagementOperation": bit_string(n["events"], EVENT_BITS), "notificationAddress": n["address"]}
-            for n in metadata["notificationConfigurationInfo"]
+            {"profileManagementOperation": bit_string(n.events, EVENT_BITS), "notificationAddress": n.address}
+            for n in meta.notifications
         ]
-    if policy is not None:
-        value["serviceSpecificDataStoredInEuicc"] = [policy_extension(policy)]
+    if meta.policy is not None:
+        value["serviceSpecificDataStoredInEuicc"] = [policy_extension(meta.policy)]
     return value
 
 
-def store_metadata_request(iccid: str, metadata: dict[str, Any]) -> bytes:
+def store_metadata_request(iccid: str, metadata: ProfileMetadata | dict[str, Any]) -> bytes:
+    """The DER StoreMetadataRequest (a JSON document is checked first: MetadataError naming the field)."""
     return asn1.rsp().encode("StoreMetadataRequest", store_metadata_value(iccid, metadata))
 
 
-def forbidden_pprs(euicc_info2: dict[str, Any], metadata: dict[str, Any]) -> list[str]:
+def forbidden_pprs(euicc_info2: dict[str, Any], metadata: ProfileMetadata | dict[str, Any]) -> list[str]:
     """The profile's PPRs that the eUICC forbids (EUICCInfo2.forbiddenProfilePolicyRules)."""
     forbidden = euicc_info2.get("forbiddenProfilePolicyRules")
     if not forbidden:

@@ -27,6 +27,7 @@ from smdp.crypto import ecdsa
 from smdp.crypto.cc import confirmation_code_hash_from_digest, open_confirmation_code_digest
 from smdp.crypto.sealed import Sealer
 from smdp.pki.store import ServerCredentials
+from smdp.profiles.metadata import MetadataError, ProfileMetadata
 from smdp.rsp import es2, es8, es9, lifecycle, metadata, session_end
 from smdp.rsp.fields import transaction_id as read_transaction_id
 from smdp.rsp.lifecycle import CC_MAX_FAILURES, ProfileState, SessionStep
@@ -35,6 +36,7 @@ from smdp.rsp.status import (
     CONFIRMATION_CODE_REFUSED,
     CONFIRMATION_CODE_RETRIES_EXCEEDED,
     EID_REFUSED,
+    EXECUTION_ERROR,
     MATCHING_ID_REFUSED,
     PPR_NOT_ALLOWED,
     TRANSACTION_ID_UNKNOWN,
@@ -61,14 +63,21 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _profile_metadata(profile: Profile) -> ProfileMetadata:
+    """The profile's checked metadata.  Metadata are checked where they enter (import, profile types); a row
+    that is not valid anyway (an older build, a manual edit) is logged naming the field, and the device gets
+    1.2/4.2 without the details."""
+    try:
+        return ProfileMetadata.from_json(profile.profile_metadata)
+    except MetadataError as exc:
+        log.error("profile %s cannot be downloaded: %s", profile.iccid, exc)
+        raise RspError(EXECUTION_ERROR, "the profile's metadata are not valid") from None
+
+
 def _store_metadata(profile: Profile, row: DownloadSession) -> bytes:
     """StoreMetadataRequest; unless the profile says otherwise, enable/disable/delete notifications come here."""
-    values = dict(profile.profile_metadata)
-    values.setdefault(
-        "notificationConfigurationInfo",
-        [{"events": ["enable", "disable", "delete"], "address": row.smdp_address}],
-    )
-    return metadata.store_metadata_request(profile.iccid, values)
+    checked = _profile_metadata(profile).with_default_notifications(row.smdp_address)
+    return metadata.store_metadata_request(profile.iccid, checked)
 
 
 def _key_values(row: DownloadSession) -> es9.SessionKeyValues:
@@ -235,7 +244,7 @@ class DownloadService:
                 raise RspError(EID_REFUSED, "no pending order for this EID")
         try:
             lifecycle.check_downloadable(profile, euicc.eid, self.clock())
-            refused = metadata.forbidden_pprs(euicc.euicc_info2, profile.profile_metadata)
+            refused = metadata.forbidden_pprs(euicc.euicc_info2, _profile_metadata(profile))
             if refused:
                 raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
         except RspError as error:

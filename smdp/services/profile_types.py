@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from smdp.crypto.sealed import Sealer
 from smdp.profiles.generate import IdentityRange, new_personalization
 from smdp.profiles.keyfile import KeyFileError, PrivateCsvWriter, key_file_header, key_file_row
+from smdp.profiles.metadata import MetadataError, ProfileMetadata
 from smdp.profiles.personalize import ALGORITHMS, Personalization, SteeringFiles, Template
 from smdp.profiles.policy import Policy, PolicyError, parse_policy
 from smdp.profiles.saip import SaipError, validate_profile_package
@@ -128,8 +129,12 @@ async def create_profile_type(
     defaults = dict(metadata) if metadata is not None else {
         "serviceProviderName": "smdp", "profileName": name, "profileClass": "operational"}  # fmt: skip
     try:
-        store_metadata_request(_TRIAL_ICCID, {**defaults, **({"policy": parsed.to_json()} if parsed else {})})
-    except Exception as exc:  # KeyError for unknown names, and asn1tools' own error types
+        checked = ProfileMetadata.from_json({**defaults, **({"policy": parsed.to_json()} if parsed else {})})
+    except MetadataError as exc:
+        raise ProfileTypeError(str(exc)) from None
+    try:
+        store_metadata_request(_TRIAL_ICCID, checked)
+    except Exception as exc:  # asn1tools' own error types: a bug in the model's checks if ever seen
         raise ProfileTypeError(f"metadata does not make a valid StoreMetadataRequest: {exc!r}") from None
     row = catalog.ProfileType(name=name, template_der=template_der, profile_metadata=defaults,
                               policy=parsed.to_json() if parsed else None, algorithm=algorithm,
@@ -198,6 +203,10 @@ async def generate_profiles(
     policy = parse_policy(profile_type.policy) if profile_type.policy else None
     template = _template(profile_type.template_der, profile_type.algorithm, policy)
     metadata = profile_metadata(profile_type)
+    try:
+        ProfileMetadata.from_json(metadata)  # checked at creation; a row from an older build may not be
+    except MetadataError as exc:
+        raise ProfileTypeError(f"profile type {type_name!r}: {exc}") from None
     codes = sorted(template.code_lengths)
     # Milenage keys come from the generator; with the template's own algorithm (the TS.48 test
     # algorithm) the key file says so, since a core must then use that algorithm.

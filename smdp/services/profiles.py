@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from smdp.crypto.cc import seal_confirmation_code
 from smdp.crypto.sealed import Sealer
 from smdp.pki.eid import is_valid_eid
+from smdp.profiles.metadata import MetadataError, ProfileMetadata
 from smdp.profiles.saip import SaipError, validate_profile_package
 from smdp.rsp.activation import new_matching_id
 from smdp.rsp.lifecycle import initial_state
@@ -81,11 +82,20 @@ async def import_profile(
     Without a matching ID and without an EID, an unguessable matching ID is generated.  With an EID and
     no matching ID, the profile is that eUICC's default SM-DP+ order (SGP.22 section 3.1.1).  With ``stock``
     the profile is Available instead: stock for ES2+ orders, with no matching ID, EID or code yet.
+
+    ``metadata`` (the JSON form, see smdp.profiles.metadata) is checked completely and stored as given; a
+    problem raises ProfileImportError naming the field.  Without it (None or empty) the profile gets
+    :func:`default_metadata`.
     """
     try:
         package = validate_profile_package(der)
     except SaipError as exc:
         raise ProfileImportError(f"not a valid profile package: {exc}") from None
+    if metadata is not None:
+        try:
+            ProfileMetadata.from_json(metadata)
+        except MetadataError as exc:
+            raise ProfileImportError(str(exc)) from None
     if eid is not None and not is_valid_eid(eid):
         raise ProfileImportError(f"EID {eid!r} is not 32 digits with valid check digits")
     if matching_id is not None and not matching_id:
