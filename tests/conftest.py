@@ -20,6 +20,16 @@ SGP26_DIR = SHARED_DATA / "sgp26"
 PG_ADMIN_URL = os.environ.get("SMDP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def sgp26_example_manifest(directory: Path) -> Path:
+    """examples/sgp26-pki.toml with its paths pointed at SMDP_TEST_DATA's sgp26 set (the example assumes
+    ../../shared/data next to the repository, which a clone elsewhere does not have)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "sgp26-pki.toml"
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "sgp26-pki.toml"
+    manifest.write_text(example.read_text().replace("../../shared/data/sgp26", SGP26_DIR.as_posix()))
+    return manifest
+
+
 def ts48_files() -> list[Path]:
     return sorted(TS48_DIR.glob("*.der")) if TS48_DIR.is_dir() else []
 

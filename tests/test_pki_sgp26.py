@@ -24,10 +24,9 @@ from smdp.pki.verify import (
     verify_euicc_chain,
     verify_server_certificate,
 )
-from tests.conftest import SGP26_DIR
+from tests.conftest import SGP26_DIR, sgp26_example_manifest
 
 SGP26 = SGP26_DIR
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sgp26-pki.toml"
 pytestmark = pytest.mark.skipif(
     not (SGP26 / "CertificateIssuer").is_dir(),
     reason=f"GSMA SGP.26 test certificates not found at {SGP26}",
@@ -107,8 +106,8 @@ def test_sgp26_dptls_verifies_as_dp_tls(suffix: str) -> None:
     assert verify_server_certificate(tls, [ci], WHILE_VALID, role="dp-tls") == ci
 
 
-def test_sgp26_example_manifest_loads_server_credentials() -> None:
-    creds = load_server_credentials(EXAMPLE)
+def test_sgp26_example_manifest_loads_server_credentials(tmp_path: Path) -> None:
+    creds = load_server_credentials(sgp26_example_manifest(tmp_path))
     assert creds.smdp_oid == "2.999.10"
     assert [pkid.hex() for pkid in creds.ci_pkids] == [CI_SKI["NIST"], CI_SKI["BRP"]]
     assert [c.curve for c in creds.chains] == [Curve.NIST_P256, Curve.BRAINPOOL_P256R1]
@@ -116,8 +115,8 @@ def test_sgp26_example_manifest_loads_server_credentials() -> None:
     server_ssl_context(creds)
 
 
-def test_sgp26_example_manifest_loads_euicc_credentials(suffix: str) -> None:
-    creds = load_euicc_credentials(EXAMPLE, CURVES[suffix].value)
+def test_sgp26_example_manifest_loads_euicc_credentials(suffix: str, tmp_path: Path) -> None:
+    creds = load_euicc_credentials(sgp26_example_manifest(tmp_path), CURVES[suffix].value)
     assert creds.eid == SGP26_EID
     assert creds.curve is CURVES[suffix]
     identity = verify_euicc_chain(creds.euicc_cert, creds.eum_cert, creds.ci_certs, WHILE_VALID)

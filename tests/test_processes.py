@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SGP26_DIR, require_ts48, start_server
+from tests.conftest import SGP26_DIR, require_ts48, sgp26_example_manifest, start_server
 from tests.es9_tools import HookedClient, open_euicc, run_download
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ async def test_download_with_the_gsma_sgp26_certificates(tmp_path: Path, curve: 
     if not SGP26_DIR.is_dir():
         pytest.skip(f"GSMA SGP.26 test certificates not found in {SGP26_DIR}")
     ts48 = require_ts48()[0]
-    manifest = REPO / "examples" / "sgp26-pki.toml"
+    manifest = sgp26_example_manifest(tmp_path / "pki")
     server, runner = await start_server(tmp_path / "data", manifest, f"sqlite:///{tmp_path / 'smdp.db'}")
     try:
         from smdp.services.profiles import import_profile
