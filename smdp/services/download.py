@@ -74,9 +74,10 @@ def _profile_metadata(profile: Profile) -> ProfileMetadata:
         raise RspError(EXECUTION_ERROR, "the profile's metadata are not valid") from None
 
 
-def _store_metadata(profile: Profile, row: DownloadSession) -> bytes:
-    """StoreMetadataRequest; unless the profile says otherwise, enable/disable/delete notifications come here."""
-    checked = _profile_metadata(profile).with_default_notifications(row.smdp_address)
+def _store_metadata(profile: Profile, row: DownloadSession, checked: ProfileMetadata | None = None) -> bytes:
+    """StoreMetadataRequest; unless the profile says otherwise, enable/disable/delete notifications come here.
+    ``checked``: the profile's metadata if the caller has already parsed them."""
+    checked = (checked or _profile_metadata(profile)).with_default_notifications(row.smdp_address)
     return metadata.store_metadata_request(profile.iccid, checked)
 
 
@@ -213,10 +214,10 @@ class DownloadService:
             row.eid = euicc.eid
             row.euicc_certificate = euicc.euicc_certificate
             row.matching_id = euicc.matching_id or None
-            profile = await self._select_profile(call.db, euicc)
+            profile, checked = await self._select_profile(call.db, euicc)
             chain = self.credentials.chain_for(row.ci_pkid)
             assert chain is not None  # chosen by initiateAuthentication from the same credentials
-            row.store_metadata = _store_metadata(profile, row)
+            row.store_metadata = _store_metadata(profile, row, checked)
             offer = es9.authenticate_client_response(
                 transaction_id=row.transaction_id,
                 chain=chain,
@@ -231,8 +232,11 @@ class DownloadService:
             row.step = SessionStep.AUTHENTICATED.value
         return offer.response
 
-    async def _select_profile(self, db: AsyncSession, euicc: es9.AuthenticatedEuicc) -> Profile:
-        """The profile this eUICC may download now (SGP.22 5.6.2 checks on the matching ID / EID)."""
+    async def _select_profile(
+        self, db: AsyncSession, euicc: es9.AuthenticatedEuicc
+    ) -> tuple[Profile, ProfileMetadata]:
+        """The profile this eUICC may download now (SGP.22 5.6.2 checks on the matching ID / EID), with its
+        metadata, parsed once for the PPR check and the StoreMetadataRequest."""
         if euicc.matching_id:
             profile = await repo.profile_by_matching_id(db, euicc.matching_id, for_update=True)
             if profile is None:
@@ -244,14 +248,15 @@ class DownloadService:
                 raise RspError(EID_REFUSED, "no pending order for this EID")
         try:
             lifecycle.check_downloadable(profile, euicc.eid, self.clock())
-            refused = metadata.forbidden_pprs(euicc.euicc_info2, _profile_metadata(profile))
+            checked = _profile_metadata(profile)
+            refused = metadata.forbidden_pprs(euicc.euicc_info2, checked)
             if refused:
                 raise RspError(PPR_NOT_ALLOWED, f"the eUICC forbids {', '.join(refused)}")
         except RspError as error:
             await events.record(db, profile, es2.ELIGIBILITY_CHECK, ok=False, eid=euicc.eid, error=error)
             raise
         await events.record(db, profile, es2.ELIGIBILITY_CHECK, ok=True, eid=euicc.eid)
-        return profile
+        return profile, checked
 
     async def get_bound_profile_package(self, body: dict[str, Any]) -> dict[str, Any]:
         async with self._step(read_transaction_id(body), (SessionStep.AUTHENTICATED,)) as call:
