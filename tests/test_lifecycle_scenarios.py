@@ -65,6 +65,18 @@ async def _wait_for(predicate: Any, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _released_order_with_callbacks(
+    stack: AsyncExitStack, server: RunningServer
+) -> tuple[CallbackEndpoint, str, dict[str, Any]]:
+    """An operator with a callback endpoint, and a released order (ICCID, ConfirmOrder answer) of one stock profile."""
+    endpoint = await start_endpoint(stack, CallbackEndpoint())
+    es2 = await operator_client(server, "acme", endpoint.url)
+    stack.push_async_callback(es2.close)
+    [iccid] = await stock_profiles(server, "acme", 1)
+    await es2.call("downloadOrder", iccid=iccid)
+    return endpoint, iccid, await es2.call("confirmOrder", iccid=iccid, releaseFlag=True)
+
+
 async def test_stale_error_result_after_a_successful_retry_changes_nothing(
     server: RunningServer, tmp_path: Path
 ) -> None:
@@ -72,12 +84,7 @@ async def test_stale_error_result_after_a_successful_retry_changes_nothing(
     arrives last.  The profile stays Installed, the activation code gives no second BPP, the operator is
     not told "installation failed"."""
     async with AsyncExitStack() as stack:
-        endpoint = await start_endpoint(stack, CallbackEndpoint())
-        es2 = await operator_client(server, "acme", endpoint.url)
-        stack.push_async_callback(es2.close)
-        [iccid] = await stock_profiles(server, "acme", 1)
-        await es2.call("downloadOrder", iccid=iccid)
-        confirmed = await es2.call("confirmOrder", iccid=iccid, releaseFlag=True)
+        endpoint, iccid, confirmed = await _released_order_with_callbacks(stack, server)
         code = f"LPA:1${server.address}${confirmed['matchingId']}"
         device = new_device(tmp_path, server.manifest, "phone")
 
@@ -189,12 +196,7 @@ async def test_management_notifications_count_only_from_the_euicc_holding_the_pr
     applied, not forwarded.  Phone A's own delete is applied and `profile list` says so; a re-signed
     duplicate is recorded once."""
     async with AsyncExitStack() as stack:
-        endpoint = await start_endpoint(stack, CallbackEndpoint())
-        es2 = await operator_client(server, "acme", endpoint.url)
-        stack.push_async_callback(es2.close)
-        [iccid] = await stock_profiles(server, "acme", 1)
-        await es2.call("downloadOrder", iccid=iccid)
-        order = await es2.call("confirmOrder", iccid=iccid, releaseFlag=True)
+        endpoint, iccid, order = await _released_order_with_callbacks(stack, server)
         phone_a = new_device(tmp_path, server.manifest, "a")
         assert (await run_download(phone_a.euicc, f"LPA:1${server.address}${order['matchingId']}")).ok
         await _wait_for(lambda: len(endpoint.received) >= 3)
