@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -27,6 +26,7 @@ from smdp.pki.eid import eid_check_digits
 from smdp.pki.issue import issue_ci, issue_euicc, issue_eum
 from smdp.rsp.es9 import SessionKeyValues, verify_authenticate_client
 from smdp.rsp.status import RspError
+from tests.test_pki_verify import reissued
 
 EIN = "89049032"
 BODY = EIN + "1234512345123456789012"
@@ -116,34 +116,6 @@ def codes_of(world: World, euicc: x509.Certificate, eum: x509.Certificate, **kwa
     with pytest.raises(RspError) as caught:
         authenticate(world, euicc, eum, **kwargs)  # type: ignore[arg-type]
     return caught.value.code.subject_code, caught.value.code.reason_code
-
-
-def reissued(
-    cert: x509.Certificate,
-    signing_key: ec.EllipticCurvePrivateKey,
-    *,
-    issuer: x509.Name | None = None,
-    key: ec.EllipticCurvePrivateKey | None = None,
-    drop: tuple[x509.ObjectIdentifier, ...] = (),
-    add: tuple[tuple[x509.ExtensionType, bool], ...] = (),
-    not_after: datetime | None = None,
-) -> x509.Certificate:
-    """``cert`` rebuilt with another issuer / key / end of validity / extensions, signed by ``signing_key``."""
-    builder = (
-        x509.CertificateBuilder()
-        .issuer_name(issuer if issuer is not None else cert.issuer)
-        .subject_name(cert.subject)
-        .public_key(key.public_key() if key is not None else cert.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(cert.not_valid_before_utc)
-        .not_valid_after(not_after if not_after is not None else cert.not_valid_after_utc)
-    )
-    for ext in cert.extensions:
-        if ext.oid not in drop:
-            builder = builder.add_extension(ext.value, critical=ext.critical)
-    for value, critical in add:
-        builder = builder.add_extension(value, critical=critical)
-    return builder.sign(signing_key, hashes.SHA256())
 
 
 def ski(cert: x509.Certificate) -> bytes:
