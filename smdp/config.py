@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smdp.atomic import write_atomic
+
 if TYPE_CHECKING:
     from smdp.crypto.sealed import Sealer
 
@@ -72,13 +74,7 @@ def remember_database_url(settings: Settings) -> None:
     """Write the settings' database URL to DATA_DIR/database-url (mode 0600: it may hold a password), so
     later commands on this data directory use it without ``--database-url``."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = settings.data_dir / DATABASE_URL_FILE
-    tmp = path.with_name(f".{DATABASE_URL_FILE}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(settings.database_url + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(settings.data_dir / DATABASE_URL_FILE, settings.database_url + "\n", mode=0o600)
 
 
 def master_sealer(settings: Settings) -> Sealer:

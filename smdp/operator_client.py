@@ -1,32 +1,39 @@
-"""An ES2+ client for operator scripts (SGP.22 5.3 / 6.5.1): our server or any SM-DP+ with token auth."""
+"""An ES2+ client for operator scripts (SGP.22 5.3 / 6.5.1): our server or any SM-DP+ with token auth.
+
+The exchange itself (headers, TLS, reading the answer, errors) is the binding's one client,
+:class:`smdp.web.client.JsonClient`; this adds the ES2+ request header and the bearer token.
+"""
 
 from __future__ import annotations
 
-import json
 import ssl
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from smdp.pki.store import load_certificate
 from smdp.pki.tls import client_ssl_context
+from smdp.web.client import JsonCallError, JsonClient, system_ssl_context
 
 ES2_PATH = "/gsma/rsp2/es2plus/"
 
 
-class Es2Error(Exception):
+class Es2Error(JsonCallError):
+    """An ES2+ function failed: SGP.22 status codes when the server sent them, and ``unreachable`` when the
+    server could not be reached (connection, TLS, timeout; the CLI's exit status 3)."""
+
     def __init__(
-        self, function: str, subject_code: str | None, reason_code: str | None, message: str, *, unreachable: bool = False
+        self,
+        function: str,
+        subject_code: str | None,
+        reason_code: str | None,
+        message: str,
+        *,
+        unreachable: bool = False,
+        status: int | None = None,
     ) -> None:
-        self.function, self.subject_code, self.reason_code, self.message = function, subject_code, reason_code, message
-        self.unreachable = unreachable  # the server could not be reached (connection, TLS, timeout)
-        code = f"{subject_code}/{reason_code}" if subject_code else ""
-        # the SM-DP+ puts the codes at the start of its message already (smdp.web.binding): don't repeat them
-        prefix = f"{code} " if code and not message.startswith(code) else ""
-        super().__init__(f"{function}: {prefix}{message}")
+        super().__init__(function, subject_code, reason_code, message, unreachable=unreachable, status=status)
 
 
 @dataclass
@@ -36,23 +43,33 @@ class Es2Client:
     operator: str
     ca_file: Path | None = None
     insecure: bool = False
+    # A TLS client certificate and its key (PEM), for an SM-DP+ that authenticates operators by mutual TLS
+    # (SGP.22 2.6.6; `smdp serve --config` with client_auth "mtls", where the token may be "", or "both").
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     def __post_init__(self) -> None:
-        if not self.token or not all(c.isascii() and (c.isalnum() or c in "-._~+/=") for c in self.token):
+        if not self.token and self.client_cert is None:
+            raise ValueError("an API token or a TLS client certificate is needed")
+        if self.token and not all(c.isascii() and (c.isalnum() or c in "-._~+/=") for c in self.token):
             raise ValueError("the API token is empty or has characters no token has (a token is smdp_ and URL-safe base64)")
-        context: ssl.SSLContext | bool
-        if self.insecure:
-            context = False
-        elif self.ca_file is not None:
-            context = client_ssl_context([load_certificate(self.ca_file)])
+        self._json = JsonClient(ca_file=self.ca_file, insecure=self.insecure, timeout=30.0, error=Es2Error)
+        self._ssl_context = None if self.client_cert is None else self._client_cert_context(self.client_cert)
+
+    def _client_cert_context(self, client_cert: Path) -> ssl.SSLContext:
+        """The context of every call: the server trusted as JsonClient trusts it, plus our certificate."""
+        if self.ca_file is not None:
+            context = client_ssl_context([load_certificate(Path(self.ca_file))])
+        elif self.insecure:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         else:
-            context = ssl.create_default_context()
-        self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=30)
-        )
+            context = system_ssl_context()
+        context.load_cert_chain(client_cert, self.client_key)
+        return context
 
     async def close(self) -> None:
-        await self._http.close()
+        await self._json.close()
 
     async def __aenter__(self) -> Es2Client:
         return self
@@ -61,28 +78,18 @@ class Es2Client:
         await self.close()
 
     async def call(self, function: str, **fields: Any) -> dict[str, Any]:
+        """Call ES2+ ``function`` with ``fields`` (None values left out); the answer, or Es2Error."""
         body = {
             "header": {"functionRequesterIdentifier": self.operator, "functionCallIdentifier": str(uuid.uuid4())},
             **{k: v for k, v in fields.items() if v is not None},
         }
-        headers = {
-            "Content-Type": "application/json",
-            "X-Admin-Protocol": "gsma/rsp/v2.2.0",
-            "Authorization": f"Bearer {self.token}",
-        }
-        try:
-            async with self._http.post(self.url.rstrip("/") + ES2_PATH + function, data=json.dumps(body), headers=headers) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise Es2Error(function, None, None, f"cannot reach {self.url}: {reason}", unreachable=True) from None
-        try:
-            answer = json.loads(raw) if raw else {}
-        except ValueError:
-            raise Es2Error(function, None, None, f"HTTP {status}: not JSON") from None
-        execution = (answer.get("header") or {}).get("functionExecutionStatus") or {}
-        if status // 100 != 2 or execution.get("status") not in ("Executed-Success", "Executed-WithWarning"):
-            codes = execution.get("statusCodeData") or {}
-            raise Es2Error(function, codes.get("subjectCode"), codes.get("reasonCode"), codes.get("message") or f"HTTP {status}")
+        answer = await self._json.post(
+            self.url.rstrip("/") + ES2_PATH + function,
+            function,
+            body,
+            headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+            ssl_context=self._ssl_context,
+            allow_empty=False,  # every ES2+ answer of an SM-DP+ has a header at least
+        )
+        assert answer is not None  # allow_empty=False
         return answer

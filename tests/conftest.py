@@ -21,9 +21,9 @@ PG_ADMIN_URL = os.environ.get("SMDP_TEST_PG", "postgresql://postgres@127.0.0.1:5
 
 
 def sgp26_example_manifest(directory: Path) -> Path:
-    """examples/sgp26-pki.toml with its paths pointed at SMDP_TEST_DATA's sgp26 set (the example assumes
+    """certs/sgp26-pki.toml with its paths pointed at SMDP_TEST_DATA's sgp26 set (the manifest assumes
     ../../shared/data next to the repository, which a clone elsewhere does not have)."""
-    example = Path(__file__).resolve().parents[1] / "examples" / "sgp26-pki.toml"
+    example = Path(__file__).resolve().parents[1] / "certs" / "sgp26-pki.toml"
     directory.mkdir(parents=True, exist_ok=True)
     manifest = directory / "sgp26-pki.toml"
     manifest.write_text(example.read_text().replace("../../shared/data/sgp26", SGP26_DIR.as_posix()))

@@ -63,7 +63,7 @@ __all__ = ["CallbackEndpoint", "es2_error", "operator_client", "set_callback", "
 
 
 async def operator_id(server: RunningServer, name: str) -> int:
-    from smdp.store.orders import operator_by_name
+    from smdp.store.operators import operator_by_name
 
     async with server.db.transaction() as db:
         operator = await operator_by_name(db, name)

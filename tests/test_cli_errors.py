@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from smdp.cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
+from smdp.cli import EXIT_FAILED, EXIT_POLICY, EXIT_UNREACHABLE, EXIT_USAGE, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 SMDP = [sys.executable, "-m", "smdp.cli"]
-DOCUMENTED_EXITS = {0, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE}
+DOCUMENTED_EXITS = {0, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_POLICY}
 UNREACHABLE_URL = "https://127.0.0.1:1"
 UNREACHABLE_DB = "postgresql://nobody@127.0.0.1:1/nodb"
 

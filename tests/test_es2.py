@@ -13,8 +13,7 @@ import pytest
 from sqlmodel import select
 
 from smdp.cli.order import place_order
-from smdp.store.orders import OutboxEvent
-from smdp.store.tables import Profile
+from smdp.store.tables import OutboxEvent, Profile
 from tests.conftest import RunningServer, start_server
 from tests.es2_tools import CallbackEndpoint, es2_error, operator_client, start_endpoint, stock_profiles
 from tests.es9_tools import codes, open_euicc, run_download

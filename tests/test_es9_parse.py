@@ -19,10 +19,11 @@ from cryptography.x509.oid import NameOID
 
 from smdp.codec import asn1
 from smdp.codec.b64 import b64encode
+from smdp.codec.bits import bit_string
 from smdp.codec.tlv import iter_tlvs, read_tlv, tlv
 from smdp.profiles.saip import encode_header_iccid, encode_iccid
 from smdp.rsp import es9, fields
-from smdp.rsp.metadata import EVENT_BITS, bit_string
+from smdp.rsp.metadata import EVENT_BITS
 from smdp.rsp.session_end import parse_pending_notification
 from smdp.rsp.status import INVALID_INPUT, RspError
 

@@ -3,7 +3,6 @@ LoadBoundProfilePackage (SGP.22 5.7.13, 5.7.5, 5.7.14, 5.7.6) against a fake SM-
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,11 +12,12 @@ from cryptography import x509
 from smdp.codec import asn1
 from smdp.codec.tlv import iter_tlvs, read_tlv, tlv
 from smdp.crypto import ecdsa
+from smdp.crypto.cc import confirmation_code_hash
 from smdp.crypto.ecdsa import Curve
 from smdp.euicc import EuiccCommandError
-from smdp.lpa.es10 import segment_bpp
 from smdp.pki.issue import issue_ci, issue_dpauth
 from smdp.profiles.saip import split_profile_elements
+from smdp.rsp.es10b import segment_bpp
 from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
     World,
     authenticate,
@@ -170,7 +170,7 @@ def test_prepare_download_rejects_missing_confirmation_code(nist: World) -> None
 
 def test_prepare_download_passes_hash_cc_through(nist: World) -> None:
     authenticate(nist)
-    hash_cc = hashlib.sha256(hashlib.sha256(b"1234").digest() + nist.server.transaction_id).digest()
+    hash_cc = confirmation_code_hash(b"1234", nist.server.transaction_id)  # the eUICC only forwards it
     signed2 = prepare(nist, cc_required=True, hash_cc=hash_cc)
     assert signed2["hashCc"] == hash_cc
 

@@ -3,6 +3,7 @@ client (6.5) and the download flow (3.1.3) against a fake ES9+ server over HTTPS
 
 from __future__ import annotations
 
+import ast
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,11 @@ from cryptography import x509
 
 from smdp.codec.b64 import b64decode, b64encode
 from smdp.codec.tlv import iter_tlvs, read_tlv
-from smdp.lpa import es10
 from smdp.lpa.download import download, process_notifications
 from smdp.lpa.es9client import Es9Client, Es9Error
 from smdp.pki.store import load_server_credentials
 from smdp.pki.tls import server_ssl_context
+from smdp.rsp.es10b import segment_bpp
 from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
     FakeSmdp,
     World,
@@ -43,7 +44,7 @@ def test_segment_bpp_cuts_as_store_data_commands(euicc_pki: Path, tmp_path: Path
     authenticate(world)
     iccid = make_iccid(1)
     bpp = bpp_for(world, prepare(world), iccid, replace_session_keys=replace_session_keys)
-    chunks = es10.segment_bpp(bpp)
+    chunks = segment_bpp(bpp)
     outer = read_tlv(bpp)
     parts = {t.tag: t for t in iter_tlvs(outer.value)}
     header = bpp[: outer.end - len(outer.value)]
@@ -60,7 +61,33 @@ def test_segment_bpp_cuts_as_store_data_commands(euicc_pki: Path, tmp_path: Path
 
 def test_segment_bpp_refuses_other_data() -> None:
     with pytest.raises(ValueError):
-        es10.segment_bpp(bytes.fromhex("BF2000"))
+        segment_bpp(bytes.fromhex("BF2000"))
+
+
+def _smdp_imports(package: Path) -> dict[str, set[str]]:
+    """The smdp modules each file of ``package`` imports, lazily (inside functions) or not."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        found[path.name] = {n for n in names if n.startswith("smdp.")}
+    return found
+
+
+@pytest.mark.parametrize(("side", "other"), [("euicc", "smdp.lpa"), ("lpa", "smdp.euicc")])
+def test_the_card_and_the_device_do_not_import_each_other(side: str, other: str) -> None:
+    # A real eUICC and a real LPA share only SGP.22: what both need is in smdp.rsp.es10b / smdp.codec.
+    package = Path(__file__).resolve().parents[1] / "smdp" / side
+    crossing = {
+        name: sorted(n for n in imports if n == other or n.startswith(other + "."))
+        for name, imports in _smdp_imports(package).items()
+    }
+    assert {name: found for name, found in crossing.items() if found} == {}
 
 
 # --- a fake ES9+ server ---------------------------------------------------------------------------
@@ -180,7 +207,7 @@ async def test_es9_client_sends_the_sgp22_headers_and_reads_failed_status(es9: E
     )
     _, body, headers = es9.fake.calls[0]
     assert headers["X-Admin-Protocol"] == "gsma/rsp/v2.2.0"
-    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Type"] == "application/json;charset=UTF-8"
     assert body == {"euiccChallenge": "AA==", "euiccInfo1": "AA==", "smdpAddress": "x"}
 
 

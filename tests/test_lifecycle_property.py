@@ -52,8 +52,8 @@ from smdp.services.operators import add_operator
 from smdp.services.orders import OrderService
 from smdp.services.profiles import import_profile
 from smdp.store.db import Database
-from smdp.store.orders import Operator, operator_by_name
-from smdp.store.tables import Profile
+from smdp.store.operators import operator_by_name
+from smdp.store.tables import Operator, Profile
 from tests.device_tools import (
     Device,
     authenticate,

@@ -26,8 +26,8 @@ from smdp.profiles.demo import build_demo_profile
 from smdp.services.profiles import open_package
 from smdp.store import migrate
 from smdp.store.db import Database
-from smdp.store.orders import Operator, OutboxEvent, event_state
-from smdp.store.tables import DownloadSession, Notification, Profile
+from smdp.store.outbox import event_state
+from smdp.store.tables import DownloadSession, Notification, Operator, OutboxEvent, Profile
 
 ICCID = "8988247000000000017"
 EID = "89049032123451234512345678901235"

@@ -30,7 +30,9 @@ from smdp.services.logthrottle import LogThrottle
 from smdp.services.operators import OperatorError, add_operator, new_token, set_callback
 from smdp.services.outbox import Outbox
 from smdp.store.db import Database
-from smdp.store.orders import Operator, OutboxEvent, event_state, operator_by_name
+from smdp.store.operators import operator_by_name
+from smdp.store.outbox import event_state
+from smdp.store.tables import Operator, OutboxEvent
 
 CALLBACK_PATH = "/gsma/rsp2/es2plus/handleDownloadProgressInfo"
 

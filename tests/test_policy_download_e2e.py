@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smdp.cli import build_parser
+from smdp.cli import EXIT_FAILED, EXIT_POLICY, EXIT_UNREACHABLE, CliError, build_parser
 from smdp.euicc.es10c import metadata_of
 from smdp.lpa.policy import choose_network, read_policy
 from smdp.profiles.demo import build_demo_profile
@@ -110,9 +110,9 @@ async def test_lpa_commands_show_the_policy_simulate_usage_and_choose_networks(
     for _ in range(8):
         code, out = await _cli(["lpa", "usage", iccid, "--add", "700MB", "--roaming", "42602", "--json", *common], capsys)
         alerts += [a["percent"] for a in json.loads(out)["alerts"]]
-    assert alerts == [50, 80, 100] and code == 3  # the last 700 MB went beyond the cap
+    assert alerts == [50, 80, 100] and code == EXIT_POLICY  # the last 700 MB went beyond the cap
     code, out = await _cli(["lpa", "usage", iccid, "--add", "1MB", "--roaming", "42602", *common], capsys)
-    assert code == 3 and "suspended" in out
+    assert code == EXIT_POLICY and "suspended" in out
     code, out = await _cli(["lpa", "usage", iccid, "--add", "1GB", *common], capsys)  # at home: out of scope
     assert code == 0
     code, out = await _cli(["lpa", "usage", iccid, "--lift", *common], capsys)
@@ -122,7 +122,21 @@ async def test_lpa_commands_show_the_policy_simulate_usage_and_choose_networks(
 
     code, out = await _cli(["lpa", "networks", iccid, "--country", "426", "--available", "42601,42604", "--json", *common], capsys)
     choice = json.loads(out)
-    assert choice["chosen"] == "426-04" and choice["networks"]["426-01"].startswith("forbidden")
+    assert code == 0 and choice["chosen"] == "426-04" and choice["networks"]["426-01"].startswith("forbidden")
+    # Only the forbidden network in range: no service, which the policy decided (not a bad argument).
+    code, out = await _cli(["lpa", "networks", iccid, "--country", "426", "--available", "42601", *common], capsys)
+    assert code == EXIT_POLICY and "no service" in out
+    with pytest.raises(CliError) as bad:
+        await _cli(["lpa", "networks", iccid, "--country", "426", "--available", "43101", *common], capsys)
+    assert bad.value.code == EXIT_FAILED
+
+
+def test_the_policy_saying_no_has_its_own_exit_status() -> None:
+    # 3 means "cannot reach the server or the database": a script must not retry a refused usage.
+    assert EXIT_POLICY not in (0, EXIT_FAILED, 2, EXIT_UNREACHABLE)
+    shown = build_parser().format_help()
+    assert f"  {EXIT_POLICY}    the Profile's travel policy said no" in shown
+    assert "lpa usage" not in shown.split(f"  {EXIT_UNREACHABLE}    ")[1].split(f"  {EXIT_POLICY}    ")[0]
 
 
 def test_profile_inspect_shows_the_tree_and_rejects_a_corrupted_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,10 +14,11 @@ import pytest
 from sqlmodel import select
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.crypto.sealed import Sealer
 from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.metadata import MetadataError, NotificationConfiguration, ProfileMetadata
-from smdp.rsp.metadata import bit_names, store_metadata_request, PPR_BITS
+from smdp.rsp.metadata import store_metadata_request, PPR_BITS
 from smdp.services.profile_types import ProfileTypeError, create_profile_type
 from smdp.services.profiles import ProfileImportError, import_profile
 from smdp.store.db import Database

@@ -19,9 +19,8 @@ from smdp.profiles.generate import IdentityRange
 from smdp.profiles.saip import luhn_check_digit, validate_profile_package
 from smdp.services.profile_types import ProfileTypeError, create_profile_type, generate_profiles, list_profile_types
 from smdp.services.profiles import open_package
-from smdp.store.catalog import ProfileType
 from smdp.store.db import Database
-from smdp.store.tables import Profile
+from smdp.store.tables import Profile, ProfileType
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 OP = bytes.fromhex("cdc202d5123e20f62b6d676ac72cb318")

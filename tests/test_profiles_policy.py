@@ -12,6 +12,7 @@ import asn1tools
 import pytest
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.profiles.policy import (
     ACCESS_TECHNOLOGIES,
     APP_CATEGORIES,
@@ -22,7 +23,7 @@ from smdp.profiles.policy import (
     parse_policy,
 )
 from smdp.profiles.policy_codec import TRAVEL_POLICY_OID, decode_policy, encode_policy, policy_from_extension
-from smdp.rsp.metadata import bit_names, store_metadata_request
+from smdp.rsp.metadata import store_metadata_request
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 BAHRAIN = EXAMPLES / "bahrain-week.json"

@@ -26,6 +26,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the operation failed: refused by the server, an invalid input file, ...
 EXIT_USAGE = 2  # a usage error: argparse, or a flag whose value cannot work (fix the command line)
 EXIT_UNREACHABLE = 3  # cannot reach the server or the database
+EXIT_POLICY = 4  # the simulated device's travel policy refused it (`lpa usage --add`, `lpa networks`)
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit status:
@@ -33,8 +34,9 @@ EXIT_CODES_HELP = """exit status:
   1    the operation failed (refused by the server, an invalid input file, ...)
   2    usage error: a bad or missing argument, a --data-dir that does not exist, an output file
        that exists (pass --force), an unsupported --database-url
-  3    cannot reach the server (--url, the local server) or the database (--database-url);
-       for `lpa usage --add` only: some of the traffic was refused by the policy
+  3    cannot reach the server (--url, the local server) or the database (--database-url)
+  4    the Profile's travel policy said no: `lpa usage --add` had some of the traffic refused,
+       `lpa networks` found no network it may use (no service)
   130  interrupted
 with --json, an error is also printed on stdout as {"error": "...", "code": N}; --debug shows the traceback"""
 
@@ -151,45 +153,69 @@ def print_result(args: argparse.Namespace, value: Any, text: str) -> None:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    from smdp.server import serve
-
-    settings = settings_of(args, must_exist=False)
-    limits = limits_of(args)
+    limits_of(args)  # the limit flags checked, named as flags
     for flag, port in (("--port", args.port), ("--operator-port", args.operator_port)):
         if port is not None and not 0 <= port <= 65535:
             raise CliError(f"{flag} {port} is not a TCP port (0 to 65535)", EXIT_USAGE)
-    if args.database_url:  # once it answers, the data directory remembers it for the commands that follow
+    if args.session_retention_days is not None and not args.session_retention_days > 0:
+        raise CliError("--session-retention-days must be a positive number of days", EXIT_USAGE)
+    options = serve_options(args)
+    settings = load_settings(options["data_dir"], options["database_url"], options["pki"])
+    check_database_url(settings.database_url)
+    if options.settings["database_url"].source not in ("default", "SMDP_DATABASE_URL"):
+        # a --database-url (or the --config file's): once it answers, the data directory remembers it for the
+        # commands that follow
         from smdp.config import remember_database_url
 
         await database_revision(settings.database_url)
         remember_database_url(settings)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if options["verbose"] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from smdp.server import serve  # after the checks: a usage error needs none of the server's modules
+
     await serve(
         settings,
-        args.host,
-        args.port,
-        args.address,
-        lab_hex_confirmation_code=args.lab_hex_confirmation_code,
-        limits=limits,
-        operator_host=args.operator_host,
-        operator_port=args.operator_port,
-        session_retention_days=args.session_retention_days,
+        options["host"],
+        options["port"],
+        list(options["addresses"]),
+        lab_hex_confirmation_code=options["lab_hex_confirmation_code"],
+        limits=options.limits(),
+        operator_host=options["operator_host"],
+        operator_port=options["operator_port"],
+        session_retention_days=options["session_retention_days"],
+        listeners=options.listeners,
     )
     return 0
 
 
+def serve_options(args: argparse.Namespace, config_file: str | None = None) -> Any:
+    """smdp.config_file.ServeOptions of `serve`: each option from its flag, else its SMDP_* variable, else the
+    --config file, else the default.  A bad file is one line naming the key and its line (exit 1); a listener
+    flag (--port...) with a file that has [[listener]] tables is a usage error."""
+    import os
+
+    from smdp.config_file import SERVE_OPTIONS, ConfigError, FlagConflict, effective_options, load_config
+
+    path = config_file or getattr(args, "config", None)
+    try:
+        config = load_config(Path(path)) if path else None
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    dests = {name: "address" if name == "addresses" else name.removeprefix("limits.") for name in SERVE_OPTIONS}
+    flags = {name: getattr(args, dest, None) for name, dest in dests.items()}
+    try:
+        return effective_options(config, flags, os.environ)
+    except FlagConflict as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def limits_of(args: argparse.Namespace) -> Any:
-    """smdp.web.limits.Limits from the serve flags (see that module for what each limit protects)."""
+    """smdp.web.limits.Limits from the serve flags (see that module for what each limit protects); a flag not
+    given (None) has the Limits default."""
     from smdp.web.limits import Limits
 
+    names = ("tls_handshake_timeout", "header_timeout", "body_timeout", "keepalive_timeout", "max_connections")
     try:
-        return Limits(
-            tls_handshake_timeout=args.tls_handshake_timeout,
-            header_timeout=args.header_timeout,
-            body_timeout=args.body_timeout,
-            keepalive_timeout=args.keepalive_timeout,
-            max_connections=args.max_connections,
-        )
+        return Limits(**{name: getattr(args, name) for name in names if getattr(args, name, None) is not None})
     except ValueError as exc:  # the messages name the Limits fields: say the flags
         message = str(exc)
         for field in ("tls_handshake_timeout", "header_timeout", "body_timeout", "keepalive_timeout", "max_connections"):
@@ -197,23 +223,61 @@ def limits_of(args: argparse.Namespace) -> Any:
         raise CliError(message, EXIT_USAGE) from None
 
 
+async def cmd_config_check(args: argparse.Namespace) -> int:
+    """`smdp config check FILE`: the file checked as `serve --config FILE` checks it (and the CIs its listeners
+    name against the PKI, when it exists), then the effective configuration: each option's value and source
+    (the environment's SMDP_* variables apply, as for serve), and every listener."""
+    from smdp.config import remembered_database_url
+    from smdp.config_file import ConfigError, Setting, describe, describe_text
+    from smdp.pki.store import PkiConfigError, load_server_credentials
+
+    options = serve_options(args, args.file)
+    settings = load_settings(options["data_dir"], options["database_url"], options["pki"])
+    if options.settings["database_url"].source == "default" and remembered_database_url(settings.data_dir):
+        options.settings["database_url"] = Setting(settings.database_url, "remembered by the data directory")
+    credentials = None
+    if settings.pki_manifest.exists():
+        try:
+            credentials = load_server_credentials(settings.pki_manifest)
+        except PkiConfigError as exc:
+            raise CliError(f"pki: {exc}") from None
+    shown = {"data_dir": settings.data_dir, "database_url": redact_url(settings.database_url), "pki": settings.pki_manifest}
+    try:
+        description = describe(options, credentials, shown)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    description["pkiFound"] = credentials is not None
+    text = describe_text(description)
+    if credentials is None:
+        text += f"\n(no PKI at {settings.pki_manifest} yet: serve creates the test PKI and checks the listeners' CIs then)"
+    text += "\n(operators named for client certificates must exist in the database: serve checks that at start)"
+    print_result(args, description, text)
+    return 0
+
+
 # --- pki -------------------------------------------------------------------------------------------
 
 
 async def cmd_pki_init(args: argparse.Namespace) -> int:
-    from smdp.pki.issue import init_pki
+    from smdp.pki.issue import init_pki, tls_names_with_defaults
 
+    try:  # devices reach a lab server by a name of its own: the DPtls certificate must carry it (RFC 6125)
+        names = tls_names_with_defaults(args.tls_name)
+    except ValueError as exc:
+        raise CliError(f"--tls-name: {exc}", EXIT_USAGE) from None
     directory = Path(args.dir) if args.dir else settings_of(args, must_exist=False).certs_dir
     try:
-        manifest = init_pki(directory, overwrite=args.force)
+        manifest = init_pki(directory, overwrite=args.force, tls_names=names)
     except FileExistsError:
         where = f"--dir {directory}" if args.dir else str(directory)
-        raise CliError(f"a PKI already exists in {where}; pass --force to replace it", EXIT_USAGE) from None
+        hint = " (or, to add TLS names only, keep it: `smdp serve --address HOST` re-issues its TLS certificate under the same CI)"
+        raise CliError(f"a PKI already exists in {where}; pass --force to replace it"
+                       + (hint if args.tls_name and not args.dir else ""), EXIT_USAGE) from None  # fmt: skip
     if not args.dir:  # in the data directory, certificates too are 0600 (see smdp.store.files)
         from smdp.store.files import tighten
 
         tighten(directory)
-    print(f"test PKI (NIST P-256 and brainpoolP256r1) written; manifest: {manifest}")
+    print(f"test PKI (NIST P-256 and brainpoolP256r1) written; TLS names: {', '.join(names)}; manifest: {manifest}")
     return 0
 
 
@@ -292,7 +356,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
 
 async def operator_id_by_name(db, data_dir: Path, name: str) -> int:  # type: ignore[no-untyped-def]
     from smdp.services.operators import DEFAULT_OPERATOR, ensure_default_operator
-    from smdp.store.orders import operator_by_name
+    from smdp.store.operators import operator_by_name
 
     if name == DEFAULT_OPERATOR:
         return await ensure_default_operator(db, data_dir)
@@ -359,8 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the SM-DP+ (ES9+ over HTTPS)")
     common_options(serve, database=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--config", metavar="FILE",
+        help="configuration file (TOML, see docs/configuration.md): options and [[listener]] tables; a flag or an "
+             "SMDP_* variable beats the file, the file beats the defaults",
+    )  # fmt: skip
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
     serve.add_argument(
         "--address", action="append", default=[],
         help="an SM-DP+ address LPAs may use (host[:port]); the first is the public one, given in ConfirmOrder answers and activation codes",
@@ -375,23 +444,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--operator-host", default=None, help="the address of the --operator-port listener (default: --host)")
     limits = serve.add_argument_group("connection limits (per listener)")
-    limits.add_argument("--keepalive-timeout", type=float, default=30.0, metavar="S", help="idle time allowed between requests (default 30)")
-    limits.add_argument("--max-connections", type=int, default=512, metavar="N", help="open connections per listener; beyond it new ones are closed at once (default 512)")
-    limits.add_argument("--tls-handshake-timeout", type=float, default=10.0, metavar="S", help="TCP accepted to TLS handshake done (default 10)")
-    limits.add_argument("--header-timeout", type=float, default=10.0, metavar="S", help="connection or first byte of a request to its headers complete (default 10)")
-    limits.add_argument("--body-timeout", type=float, default=10.0, metavar="S", help="headers to request body complete; then 1.6/2.1 (default 10)")
+    limits.add_argument("--keepalive-timeout", type=float, default=None, metavar="S", help="idle time allowed between requests (default 30)")
+    limits.add_argument("--max-connections", type=int, default=None, metavar="N", help="open connections per listener; beyond it new ones are closed at once (default 512)")
+    limits.add_argument("--tls-handshake-timeout", type=float, default=None, metavar="S", help="TCP accepted to TLS handshake done (default 10)")
+    limits.add_argument("--header-timeout", type=float, default=None, metavar="S", help="connection or first byte of a request to its headers complete (default 10)")
+    limits.add_argument("--body-timeout", type=float, default=None, metavar="S", help="headers to request body complete; then 1.6/2.1 (default 10)")
     serve.add_argument(
-        "--session-retention-days", type=float, default=30.0, metavar="DAYS",
+        "--session-retention-days", type=float, default=None, metavar="DAYS",
         help="keep ended download sessions this long (late notifications are verified with them; default 30)",
     )
     serve.add_argument("-v", "--verbose", action="store_true")
     serve.set_defaults(handler=cmd_serve)
+
+    config = sub.add_parser("config", help="the `serve --config` file").add_subparsers(dest="config_command", required=True)
+    check = config.add_parser("check", help="check a configuration file and print the configuration `serve --config FILE` would run with")
+    check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    check.add_argument("file", help="the configuration file (TOML)")
+    check.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    check.set_defaults(handler=cmd_config_check)
 
     pki = sub.add_parser("pki", help="test PKI").add_subparsers(dest="pki_command", required=True)
     init = pki.add_parser("init", help="create a test PKI (CI, EUM, eUICC, DPauth, DPpb, DPtls; NIST and brainpool)")
     common_options(init)
     init.add_argument("--dir", help="where to write it (default: DATA_DIR/certs)")
     init.add_argument("--force", action="store_true", help="overwrite an existing PKI")
+    init.add_argument(
+        "--tls-name", action="append", default=[], metavar="HOST",
+        help="a DNS name or IP address the TLS certificate (DPtls) names besides localhost, 127.0.0.1 and ::1 (repeatable)",
+    )
     init.set_defaults(handler=cmd_pki_init)
 
     profile = sub.add_parser("profile", help="profiles").add_subparsers(dest="profile_command", required=True)

@@ -270,7 +270,7 @@ async def cmd_operator(args: argparse.Namespace) -> int:
 async def show_callback(args: argparse.Namespace) -> int:
     """``smdp operator callback NAME``: the callback URL and whether a CA of its own is trusted; changes nothing."""
     from smdp.cli import open_database
-    from smdp.store.orders import operator_by_name
+    from smdp.store.operators import operator_by_name
 
     db = await open_database(args)
     try:
@@ -296,7 +296,7 @@ def _when(moment: Any) -> str | None:
 
 
 def outbox_row(event: Any, operator: str) -> dict[str, Any]:
-    from smdp.store.orders import event_state
+    from smdp.store.outbox import event_state
 
     payload = event.payload or {}
     return {
@@ -317,19 +317,19 @@ def outbox_row(event: Any, operator: str) -> dict[str, Any]:
 
 async def cmd_outbox_list(args: argparse.Namespace) -> int:
     from smdp.cli import open_database
-    from smdp.store import orders
+    from smdp.store import operators, outbox
 
     db = await open_database(args)
     try:
         async with db.transaction() as session:
             operator_id = None
             if args.operator:
-                operator = await orders.operator_by_name(session, args.operator)
+                operator = await operators.operator_by_name(session, args.operator)
                 if operator is None:
                     raise CliError(f"no operator {args.operator!r}")
                 operator_id = operator.id
             rows = [outbox_row(e, name) for e, name in
-                    await orders.list_events(session, operator_id=operator_id, state=args.state, limit=args.limit)]
+                    await outbox.list_events(session, operator_id=operator_id, state=args.state, limit=args.limit)]
     finally:
         await db.dispose()
     lines = [
@@ -346,16 +346,16 @@ async def cmd_outbox_retry(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from smdp.cli import open_database
-    from smdp.store import orders
+    from smdp.store import outbox
 
     db = await open_database(args)
     try:
         async with db.transaction() as session:
-            event = await orders.event_by_ref(session, args.id)
+            event = await outbox.event_by_ref(session, args.id)
             if event is None or event.id is None:
                 raise CliError(f"no outbox event {args.id}")
-            state = orders.event_state(event)
-            if not await orders.retry_event(session, event.id, datetime.now(timezone.utc)):
+            state = outbox.event_state(event)
+            if not await outbox.retry_event(session, event.id, datetime.now(timezone.utc)):
                 raise CliError(f"outbox event {args.id} is {state}, not dead: nothing to retry")
     finally:
         await db.dispose()
@@ -366,7 +366,7 @@ async def cmd_outbox_retry(args: argparse.Namespace) -> int:
 
 def add_outbox_commands(sub: Any, common: Any) -> None:
     """``smdp outbox list|retry``: the operator callbacks queued, delivered or given up (dead)."""
-    from smdp.store.orders import EVENT_STATES
+    from smdp.store.outbox import EVENT_STATES
 
     outbox = sub.add_parser("outbox", help="operator callbacks (HandleDownloadProgressInfo): list, retry dead ones")
     commands = outbox.add_subparsers(dest="outbox_command", required=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smdp.cli import CliError, print_result
+from smdp.cli import EXIT_OK, EXIT_POLICY, CliError, print_result
 
 
 def _read(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -108,7 +108,7 @@ async def cmd_lpa_usage(args: argparse.Namespace) -> int:
     lines += [f"  {r['cap']:<20} {format_bytes(r['used']):>10} of {format_bytes(r['limit']):<8} {r['percent']:>5}% {r['state']}"
               for r in result.caps]  # fmt: skip
     print_result(args, result.to_json(), "\n".join(lines))
-    return 0 if result.refused == 0 else 3
+    return EXIT_OK if result.refused == 0 else EXIT_POLICY  # not EXIT_FAILED: the command itself worked
 
 
 async def cmd_lpa_networks(args: argparse.Namespace) -> int:
@@ -131,7 +131,7 @@ async def cmd_lpa_networks(args: argparse.Namespace) -> int:
     if choice.chosen is not None and not choice.data_roaming:
         lines.append(f"   mobile data off: the policy does not allow data roaming in {args.country}")
     print_result(args, choice.to_json(), "\n".join(lines))
-    return 0 if choice.chosen is not None else 1
+    return EXIT_OK if choice.chosen is not None else EXIT_POLICY  # no service: every network is forbidden
 
 
 def add_commands(lpa: Any, lpa_common: Any) -> None:
@@ -141,7 +141,7 @@ def add_commands(lpa: Any, lpa_common: Any) -> None:
     pol.add_argument("--json", action="store_true")
     pol.set_defaults(handler=cmd_lpa_policy)
 
-    use = lpa.add_parser("usage", help="simulate mobile data usage under the Profile's policy")
+    use = lpa.add_parser("usage", help="simulate mobile data usage under the Profile's policy (exit 4: traffic refused)")
     lpa_common(use)
     use.add_argument("iccid")
     action = use.add_mutually_exclusive_group()
@@ -155,7 +155,7 @@ def add_commands(lpa: Any, lpa_common: Any) -> None:
     use.add_argument("--json", action="store_true")
     use.set_defaults(handler=cmd_lpa_usage)
 
-    net = lpa.add_parser("networks", help="which network the device would choose in a country, and why")
+    net = lpa.add_parser("networks", help="which network the device would choose in a country, and why (exit 4: no service)")
     lpa_common(net)
     net.add_argument("iccid")
     net.add_argument("--country", required=True, help="MCC of the visited country")

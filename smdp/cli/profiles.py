@@ -129,7 +129,8 @@ async def cmd_profile_generate(args: argparse.Namespace) -> int:
         result = await generate_profiles(
             db, args.type, identities, key_file=key_file, op=op,
             activation_codes=codes_file,
-            smdp_address=args.smdp_address or local_server_address(settings) or "127.0.0.1:8443", operator_id=operator_id, progress=bar.update,
+            smdp_address=args.smdp_address or local_server_address(settings) or "127.0.0.1:8443",
+            operator_id=operator_id, progress=bar.update, crlf=args.crlf,
         )  # fmt: skip
     except ProfileTypeError as exc:
         raise CliError(str(exc)) from None
@@ -168,6 +169,8 @@ def add_commands(sub: Any, profile: Any, common: Any) -> None:
     gen.add_argument("--smdp-address", help="SM-DP+ address in the activation codes (default: the local server's)")
     gen.add_argument("--operator", help="operator owning the profiles (for ES2+ orders)")
     gen.add_argument("--force", action="store_true", help="overwrite --key-file and --activation-codes if they exist")
+    gen.add_argument("--crlf", action="store_true",
+                     help="CRLF line endings (RFC 4180) in --key-file and --activation-codes (default: LF)")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     gen.set_defaults(handler=cmd_profile_generate)
 

@@ -8,7 +8,10 @@ stores pickles, and loading pickles from a directory is a code-execution risk fo
 gain of about half a second per process start.
 
 Importing this module, and compiling, correct four asn1tools 0.169 defects that matter
-here (each is fixed in place and documented at the fix):
+here (each is fixed in place and documented at the fix). The fixes reach into asn1tools'
+internals (codec classes, the compiled type tree), so pyproject.toml bounds asn1tools to the
+releases tests/test_asn1_patches.py passes on: it checks each fix against DER written out by
+hand, and shows what asn1tools alone does, so a release that changes either is noticed.
 
 * OBJECT IDENTIFIER decoding: OIDs whose first arc is 2 and second arc 40 or more
   (``2.999.10``, the SM-DP+ OID of the GSMA SGP.26 test certificates) decoded wrongly.
@@ -35,7 +38,7 @@ from asn1tools.codecs import DecodeError as _CodecDecodeError
 from asn1tools.codecs import ber as _ber
 from asn1tools.codecs import der as _der
 
-__all__ = ["ASN1_DIR", "Asn1Error", "decode_exact", "rsp", "saip"]
+__all__ = ["ASN1_DIR", "Asn1Error", "compile_parsed", "decode_exact", "rsp", "saip"]
 
 #: The repository's ASN.1 modules (the project is installed in editable mode).
 ASN1_DIR: Path = Path(__file__).parent.parent / "asn1"  # smdp/asn1 -> ../asn1, copied into wheels
@@ -214,8 +217,9 @@ def _walk(node: Any, visit: Callable[[Any], None], seen: set[int]) -> None:
         _walk(child, visit, seen)
 
 
-def _compile(names: tuple[str, ...]) -> asn1tools.compiler.Specification:
-    parsed = asn1tools.parse_files([str(ASN1_DIR / name) for name in names])
+def compile_parsed(parsed: dict[str, Any]) -> asn1tools.compiler.Specification:
+    """DER codec of parsed ASN.1 modules (``asn1tools.parse_files`` / ``parse_string`` output) with
+    fixes 3 and 4 applied; fixes 1 and 2 apply to every codec once this module is imported."""
     named = _named_numbers(parsed)
     tag_defaults = {module: parsed[module].get("tags") for module in parsed}
     spec = asn1tools.compile_dict(parsed, "der")
@@ -225,7 +229,7 @@ def _compile(names: tuple[str, ...]) -> asn1tools.compiler.Specification:
             _fix_default(node, named)
 
     seen: set[int] = set()
-    for module, types in spec.modules.items():
+    for types in spec.modules.values():
         for compiled in types.values():
             _walk(compiled.type, visit, seen)
     seen = set()
@@ -234,6 +238,10 @@ def _compile(names: tuple[str, ...]) -> asn1tools.compiler.Specification:
             for compiled in types.values():
                 _walk(compiled.type, _collapse_implicit_choice_tag, seen)
     return spec
+
+
+def _compile(names: tuple[str, ...]) -> asn1tools.compiler.Specification:
+    return compile_parsed(asn1tools.parse_files([str(ASN1_DIR / name) for name in names]))
 
 
 @functools.cache

@@ -5,7 +5,9 @@ which sends back hashCc = SHA256(SHA256(Confirmation Code) || TransactionID) ins
 Binding the hash to the TransactionID keeps one session's hashCc useless in another. The SM-DP+
 computes the same value from the code it holds and compares. lpac (``euicc/es10b.c``,
 ``es10b_prepare_download``) hashes the code's bytes as entered, with no terminator, then the raw
-transactionId octets; we follow that.
+transactionId octets; we follow that. This module is the one place hashCc is computed: the SM-DP+
+(``smdp.services.download``) and the test LPA (``smdp.lpa.download``) both call it, so the two ends
+cannot drift apart (the virtual eUICC only forwards the LPA's value, as a real one does).
 
 At rest (our design, not SGP.22): the SM-DP+ needs SHA256(Confirmation Code) itself to compute the expected
 hashCc, so a keyed one-way value such as HMAC(server key, code) cannot do the check, and an unkeyed one such

@@ -1,7 +1,7 @@
 """ES10b.LoadBoundProfilePackage on the eUICC (SGP.22 5.7.6), running the ES8+ functions (5.5).
 
 The LPA cuts the Bound Profile Package into STORE DATA commands in a fixed order (section 5.7.6;
-lpac's ``es10b_load_bound_profile_package`` does the same), see ``smdp.lpa.es10.segment_bpp``:
+lpac's ``es10b_load_bound_profile_package`` does the same), see ``smdp.rsp.es10b.segment_bpp``:
 
   1. 'BF36' tag and length, followed by the whole InitialiseSecureChannel TLV ('BF23');
   2. the whole 'A0' TLV (the '87' segments of ConfigureISDP);
@@ -23,14 +23,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.codec.tlv import Tlv, TlvError, iter_tlvs, read_tlv, tlv
 from smdp.crypto import ecdsa
 from smdp.crypto.bsp import BspError, BspReceiver
 from smdp.crypto.kdf import KEY_LENGTH, KEY_TYPE_AES, SessionKeys, derive_session_keys, ecka
-from smdp.euicc.der import bit_names, read_header
-from smdp.euicc.errors import BPP_COMMAND_IDS, ERROR_REASONS, EuiccCommandError
+from smdp.euicc.der import read_header
+from smdp.euicc.errors import EuiccCommandError
 from smdp.euicc.info import PPR_BITS
 from smdp.profiles import saip
+from smdp.rsp.es10b import BPP_COMMAND_IDS, ERROR_REASONS
 
 __all__ = ["BPP_TAGS", "BppContext", "BppLoader", "BppOutcome"]
 

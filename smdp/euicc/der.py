@@ -4,8 +4,8 @@ ES10b.LoadBoundProfilePackage arrives cut into STORE DATA commands, and two of t
 a bare TLV *header* ('A1' and 'A3' tag and length, the value following in later commands), which a
 whole-TLV reader cannot take. :func:`read_header` reads just that prefix; everything else goes
 through :mod:`smdp.codec.tlv`. :func:`decode_request` is the one strict ES10 command decoder.
-Also here: named BIT STRING values in asn1tools' ``(bytes, bits)`` form, used for
-NotificationEvent, PprIds and the eUICC capability bit strings.
+(Named BIT STRING values, NotificationEvent, PprIds and the capability bit strings, go through
+:mod:`smdp.codec.bits`.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from smdp.codec import asn1
 from smdp.codec.tlv import TlvError, encode_length, encode_tag
 from smdp.euicc.errors import EuiccCommandError
 
-__all__ = ["Header", "bit_names", "bit_string", "decode_request", "iter_tags", "read_header"]
+__all__ = ["Header", "decode_request", "iter_tags", "read_header"]
 
 
 def decode_request(type_name: str, request: bytes) -> Any:
@@ -80,25 +80,3 @@ def iter_tags(data: bytes) -> list[int]:
         tags.append(tag)
         position = end
     return tags
-
-
-def bit_string(names: list[str] | set[str] | tuple[str, ...], alphabet: tuple[str, ...]) -> tuple[bytes, int]:
-    """A named-bit BIT STRING for asn1tools: (bytes, bit count), trailing zero bits dropped (DER)."""
-    indexes = [alphabet.index(name) for name in names]
-    if not indexes:
-        return b"", 0
-    count = max(indexes) + 1
-    value = bytearray((count + 7) // 8)
-    for index in indexes:
-        value[index // 8] |= 0x80 >> (index % 8)
-    return bytes(value), count
-
-
-def bit_names(value: tuple[bytes, int], alphabet: tuple[str, ...]) -> list[str]:
-    """The names of the bits set in an asn1tools BIT STRING value, in alphabet order."""
-    data, count = value
-    return [
-        name
-        for index, name in enumerate(alphabet)
-        if index < count and index // 8 < len(data) and data[index // 8] & (0x80 >> (index % 8))
-    ]

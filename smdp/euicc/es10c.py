@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.codec.tlv import TlvError
-from smdp.euicc.der import bit_names, iter_tags
+from smdp.euicc.der import iter_tags
 from smdp.euicc.errors import EuiccCommandError
 from smdp.euicc.info import PPR_BITS
 from smdp.euicc.state import EuiccState, InstalledProfile

@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_string
 from smdp.codec.tlv import TlvError
 from smdp.crypto.ecdsa import Curve
 from smdp.euicc import es10c
 from smdp.euicc import notifications as notif
 from smdp.euicc.bpp import BPP_TAGS, BppContext, BppLoader, BppOutcome
-from smdp.euicc.der import bit_string, decode_request, read_header
+from smdp.euicc.der import decode_request, read_header
 from smdp.euicc.errors import EuiccCommandError
 from smdp.euicc.info import PPR_BITS, EuiccInfo, euicc_info1, euicc_info2
 from smdp.euicc.session import SessionManager
 from smdp.euicc.state import EuiccState, InstalledProfile, StateError, StoredNotification, load_state, save_state
 from smdp.pki.store import EuiccCredentials, load_euicc_credentials
+from smdp.rsp.es10b import segment_bpp
 
 __all__ = ["InstalledProfileView", "VirtualEuicc"]
 
@@ -223,8 +225,6 @@ class VirtualEuicc:
 
     def load_bound_profile_package(self, bpp: bytes) -> bytes:
         """Cut a whole BPP the way an LPA does and feed it; returns the ProfileInstallationResult."""
-        from smdp.lpa.es10 import segment_bpp  # the LPA's job; imported here for tests and tools
-
         for chunk in segment_bpp(bpp):
             result = self.load_bpp_chunk(chunk)
             if result is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_string
 from smdp.codec.tlv import tlv
-from smdp.euicc.der import bit_string
 
 __all__ = ["PPR_BITS", "EuiccInfo", "euicc_info1", "euicc_info2", "ext_card_resource"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names, bit_string
 from smdp.codec.tlv import tlv
-from smdp.euicc.der import bit_names, bit_string
 from smdp.euicc.state import StoredNotification
 from smdp.profiles.saip import encode_iccid
 

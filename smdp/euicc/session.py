@@ -27,9 +27,10 @@ from smdp.codec import asn1
 from smdp.codec.tlv import Tlv, TlvError, iter_tlvs, read_tlv, tlv
 from smdp.crypto import ecdsa
 from smdp.euicc.der import decode_request
-from smdp.euicc.errors import AUTHENTICATE_ERRORS, DOWNLOAD_ERRORS, EuiccCommandError
+from smdp.euicc.errors import EuiccCommandError
 from smdp.pki import verify as pki
 from smdp.pki.store import EuiccCredentials
+from smdp.rsp.es10b import AUTHENTICATE_ERRORS, DOWNLOAD_ERRORS
 
 __all__ = ["RspSession", "SessionManager"]
 

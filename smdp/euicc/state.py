@@ -13,12 +13,11 @@ old or the new state, never half of one. The file is created with mode 0600.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smdp.atomic import write_atomic
 from smdp.codec.b64 import b64decode, b64encode
 
 __all__ = [
@@ -186,14 +185,4 @@ def save_state(path: Path, state: EuiccState) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(state.to_json(), indent=1).encode("utf-8")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file 0600, which is what we want for the profiles' secrets (Ki/OPc).
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode=0o600)  # the profiles' secrets (Ki/OPc) are in it: owner only

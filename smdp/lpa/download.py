@@ -27,12 +27,12 @@ from smdp.codec import asn1
 from smdp.codec.b64 import b64decode, b64encode
 from smdp.codec.tlv import TlvError, iter_tlvs, read_tlv
 from smdp.crypto.cc import confirmation_code_hash
-from smdp.euicc.errors import AUTHENTICATE_ERRORS, BPP_COMMAND_IDS, DOWNLOAD_ERRORS, ERROR_REASONS
 from smdp.lpa import es10
 from smdp.lpa.es9client import Es9Client, Es9Error
 from smdp.pki.verify import CertificateError, smdp_oid_of
 from smdp.profiles.saip import decode_iccid
 from smdp.rsp.activation import parse_activation_code
+from smdp.rsp.es10b import AUTHENTICATE_ERRORS, BPP_COMMAND_IDS, CANCEL_REASONS, DOWNLOAD_ERRORS, ERROR_REASONS
 
 __all__ = [
     "CANCELLABLE_STAGES",
@@ -173,7 +173,7 @@ async def download(
     """
     if cancel_at is not None and cancel_at not in CANCELLABLE_STAGES:
         raise ValueError(f"cancel_at must be one of {CANCELLABLE_STAGES}")
-    if cancel_reason not in es10.CANCEL_REASONS:
+    if cancel_reason not in CANCEL_REASONS:
         raise ValueError(f"unknown cancel reason {cancel_reason!r}")
     code = parse_activation_code(activation_code)
     result = DownloadResult(ok=False, smdp_address=code.smdp_address, matching_id=code.matching_id or None)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.codec.tlv import TlvError, iter_tlvs, read_tlv, tlv
 from smdp.profiles.saip import decode_iccid, encode_iccid
+from smdp.rsp.es10b import CANCEL_REASONS, segment_bpp
 
 __all__ = [
-    "CANCEL_REASONS",
     "Es10Error",
     "EuiccChannel",
     "NotificationInfo",
@@ -35,20 +36,9 @@ __all__ = [
     "prepare_download",
     "remove_notification",
     "retrieve_notification",
-    "segment_bpp",
     "set_nickname",
 ]
 
-#: CancelSessionReason (SGP.22 5.7.14)
-CANCEL_REASONS = {
-    "endUserRejection": 0,
-    "postponed": 1,
-    "timeout": 2,
-    "pprNotAllowed": 3,
-    "metadataMismatch": 4,
-    "loadBppExecutionError": 5,
-    "undefinedReason": 127,
-}
 _EVENTS = ("install", "enable", "disable", "delete")
 
 
@@ -132,30 +122,8 @@ def prepare_download(
     return response
 
 
-def segment_bpp(bpp: bytes) -> list[bytes]:
-    """Cut a BoundProfilePackage into the STORE DATA commands of ES10b.LoadBoundProfilePackage
-    (SGP.22 5.7.6): 'BF36' header + 'BF23'; the whole 'A0'; the 'A1' header, then each '88';
-    the whole 'A2' if present; the 'A3' header, then each '86'. ValueError if it is not a BPP."""
-    outer = read_tlv(bpp)
-    if outer.tag != 0xBF36 or outer.end != len(bpp):
-        raise ValueError("not one BoundProfilePackage ('BF36') TLV")
-    header = bpp[: len(bpp) - len(outer.value)]
-    parts = list(iter_tlvs(outer.value))
-    tags = [p.tag for p in parts]
-    if tags not in ([0xBF23, 0xA0, 0xA1, 0xA3], [0xBF23, 0xA0, 0xA1, 0xA2, 0xA3]):
-        raise ValueError(f"unexpected BoundProfilePackage structure {[f'{t:X}' for t in tags]}")
-    chunks = [header + parts[0].raw, parts[1].raw]
-    for part in parts[2:]:
-        if part.tag == 0xA2:
-            chunks.append(part.raw)
-        else:  # 'A1' and 'A3': the header alone, then each segment on its own
-            chunks.append(part.raw[: len(part.raw) - len(part.value)])
-            chunks.extend(segment.raw for segment in iter_tlvs(part.value))
-    return chunks
-
-
 def load_bound_profile_package(euicc: EuiccChannel, bpp: bytes) -> bytes | None:
-    """Send the BPP segment by segment; the ProfileInstallationResult DER ('BF37'), or None if the
+    """Send the BPP segment by segment (:func:`smdp.rsp.es10b.segment_bpp`); the ProfileInstallationResult DER ('BF37'), or None if the
     eUICC never produced one (the LPA then cancels the session with loadBppExecutionError)."""
     for chunk in segment_bpp(bpp):
         response = euicc.process(chunk)
@@ -187,11 +155,9 @@ class NotificationInfo:
 
 
 def _event(bits: tuple[bytes, int]) -> str:
-    data, count = bits
-    for index, name in enumerate(_EVENTS):
-        if index < count and data[index // 8] & (0x80 >> (index % 8)):
-            return name
-    return "unknown"
+    """The operation a NotificationEvent BIT STRING names (one bit set: install, enable, ...)."""
+    names = bit_names(bits, _EVENTS)
+    return names[0] if names else "unknown"
 
 
 def list_notifications(euicc: EuiccChannel) -> list[NotificationInfo]:

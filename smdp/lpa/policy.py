@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names
 from smdp.lpa.es10 import Es10Error, EuiccChannel
 from smdp.profiles.inspect import file_content
 from smdp.profiles.policy import Network, Policy
@@ -87,8 +88,7 @@ def read_policy(euicc: EuiccChannel, iccid: str, elements: list[bytes]) -> Profi
     if kind != "profileInfoListOk" or not infos:
         raise Es10Error(f"no Profile with ICCID {iccid} on this eUICC")
     info: dict[str, Any] = infos[0]
-    data, length = info.get("profilePolicyRules", (b"", 0))
-    pprs = tuple(n for i, n in enumerate(_PPR_BITS) if i < length and data[0] & (0x80 >> i) and n != "pprUpdateControl")
+    pprs = tuple(n for n in bit_names(info.get("profilePolicyRules", (b"", 0)), _PPR_BITS) if n != "pprUpdateControl")
     policy = policy_from_extension(info.get("serviceSpecificDataStoredInEuicc"), pprs)
     return ProfilePolicy(iccid, policy, usim_steering(elements))
 

@@ -12,13 +12,12 @@ windows from it, ``month`` the same day of the following months, ``validity`` th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from smdp.atomic import write_atomic
 from smdp.profiles.policy import DataCap, Network, Policy
 
 __all__ = ["UsageLedger", "UsageResult", "format_bytes"]
@@ -171,7 +170,9 @@ class UsageLedger:
         for key, state in profile["caps"].items():
             if state["state"] != "active":
                 state["state"], state["lifted"] = "active", True
-                lifted.append(f"lifted: cap '{policy.caps[int(key)].name}' no longer {'suspends' if policy.caps[int(key)].action == 'suspend' else 'throttles'} data this period")
+                cap = policy.caps[int(key)]
+                verb = "suspends" if cap.action == "suspend" else "throttles"
+                lifted.append(f"lifted: cap '{cap.name}' no longer {verb} data this period")
         self.save()
         return lifted or ["nothing to lift"]
 
@@ -200,11 +201,4 @@ class UsageLedger:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self._doc, handle, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(self._doc, indent=1), mode=0o600)

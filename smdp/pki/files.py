@@ -7,14 +7,13 @@ that is half-written or, even for a moment, readable by others.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smdp.atomic import write_atomic  # re-exported: smdp.pki.issue writes the manifest with it
 from smdp.crypto.ecdsa import Curve
 
 __all__ = ["manifest_text", "write_atomic", "write_certificate", "write_private_key"]
@@ -39,47 +38,44 @@ def write_certificate(
     write_atomic(path, cert.public_bytes(encoding), 0o644)
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Create a temporary file with ``mode`` (O_EXCL: nobody else's file, no wider permissions
-    at any moment), write, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # the umask may have narrowed it; make it exactly ``mode``
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def manifest_text(smdp_oid: str, eid: str, ein: str, tls_names: list[str]) -> str:
-    """The pki.toml that init_pki writes for the layout it creates (paths relative to it)."""
+def manifest_text(
+    smdp_oid: str,
+    eid: str,
+    ein: str,
+    tls_names: list[str],
+    *,
+    prefix: str = "",
+    title: list[str] | None = None,
+) -> str:
+    """The pki.toml for the layout init_pki creates; paths relative to the manifest, under ``prefix``
+    (e.g. "smdp-test-pki/" for a manifest beside that directory). ``title``: comment lines replacing
+    the first one."""
     q = json.dumps  # a JSON string with ASCII escapes is a valid TOML basic string
+
+    def path(relative: str) -> str:
+        return q(prefix + relative)
+
     lines = [
-        "# smdp test PKI (smdp.pki.issue.init_pki). Test certificates only; never use in production.",
+        *(title or ["# smdp test PKI (smdp.pki.issue.init_pki). Test certificates only; never use in production."]),
         f"# EUM permitted EIN: {ein}; eUICC EID (both curves): {eid}",
         f"# TLS names: {', '.join(tls_names)}",
         f"smdp_oid = {q(smdp_oid)}",
         "",
         "[server]",
-        f"tls_cert = {q('tls/dptls.crt.pem')}",
-        f"tls_key = {q('tls/dptls.key.pem')}",
-        f"tls_ca_cert = {q('tls/ci.crt.pem')}",
+        f"tls_cert = {path('tls/dptls.crt.pem')}",
+        f"tls_key = {path('tls/dptls.key.pem')}",
+        f"tls_ca_cert = {path('tls/ci.crt.pem')}",
     ]
     for curve in Curve:
         c = curve.value
         lines += [
             "",
             "[[server.ci]]",
-            f"ci_cert = {q(f'{c}/ci.crt.der')}",
-            f"dpauth_cert = {q(f'{c}/dpauth.crt.der')}",
-            f"dpauth_key = {q(f'{c}/dpauth.key.pem')}",
-            f"dppb_cert = {q(f'{c}/dppb.crt.der')}",
-            f"dppb_key = {q(f'{c}/dppb.key.pem')}",
+            f"ci_cert = {path(f'{c}/ci.crt.der')}",
+            f"dpauth_cert = {path(f'{c}/dpauth.crt.der')}",
+            f"dpauth_key = {path(f'{c}/dpauth.key.pem')}",
+            f"dppb_cert = {path(f'{c}/dppb.crt.der')}",
+            f"dppb_key = {path(f'{c}/dppb.key.pem')}",
         ]
     for curve in Curve:
         c = curve.value
@@ -87,9 +83,9 @@ def manifest_text(smdp_oid: str, eid: str, ein: str, tls_names: list[str]) -> st
             "",
             "[[euicc]]",
             f"curve = {q(c)}",
-            f"euicc_cert = {q(f'{c}/euicc.crt.der')}",
-            f"euicc_key = {q(f'{c}/euicc.key.pem')}",
-            f"eum_cert = {q(f'{c}/eum.crt.der')}",
-            f"ci_cert = {q(f'{c}/ci.crt.der')}",
+            f"euicc_cert = {path(f'{c}/euicc.crt.der')}",
+            f"euicc_key = {path(f'{c}/euicc.key.pem')}",
+            f"eum_cert = {path(f'{c}/eum.crt.der')}",
+            f"ci_cert = {path(f'{c}/ci.crt.der')}",
         ]
     return "\n".join(lines) + "\n"

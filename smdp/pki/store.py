@@ -30,7 +30,8 @@ validity periods, so deliberately expired or out-of-range test credentials still
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,30 @@ class ServerCredentials:
     def ci_pkids(self) -> list[bytes]:
         """The CIs' subjectKeyIdentifiers, in manifest order (the server's preference)."""
         return [chain.ci_pkid for chain in self.chains]
+
+    def restricted_to(self, cis: Iterable[str]) -> ServerCredentials:
+        """These credentials with only the chains ``cis`` selects, in manifest order: a curve name ("nist",
+        "brainpool": every CI on that curve) or a CI's subjectKeyIdentifier in hex (colons allowed).  One
+        listener of ``smdp serve --config`` offers initiateAuthentication only these CIs, so that an eUICC
+        with none of them gets the SGP.22 5.6.1 error there.  PkiConfigError names a selector that matches
+        no CI of the manifest (a typo would otherwise silently serve nothing)."""
+        wanted: set[bytes] = set()
+        for selector in cis:
+            text = selector.strip().lower()
+            if text in {curve.value for curve in Curve}:
+                matched = {c.ci_pkid for c in self.chains if c.curve.value == text}
+            else:
+                hex_digits = text.replace(":", "").replace(" ", "")
+                try:
+                    pkid = bytes.fromhex(hex_digits)
+                except ValueError:
+                    pkid = b""
+                matched = {c.ci_pkid for c in self.chains if c.ci_pkid == pkid}
+            if not matched:
+                known = ", ".join(f"{c.curve.value} {c.ci_pkid.hex()}" for c in self.chains)
+                raise PkiConfigError(f"CI {selector!r} is not in the PKI (its CIs: {known})")
+            wanted |= matched
+        return replace(self, chains=[c for c in self.chains if c.ci_pkid in wanted])
 
 
 @dataclass(frozen=True)

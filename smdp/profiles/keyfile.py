@@ -7,6 +7,9 @@ O_EXCL in the destination directory, and only appears under its final name once 
 recipient key belongs to the tool that carries the file to the operator (age, gpg), and a key
 the SM-DP+ would hold to decrypt it again would sit next to the file anyway. Nothing in it is
 logged.
+
+Line endings: LF, like every CSV smdp writes; ``crlf=True`` (``smdp profile generate --crlf``)
+gives the CRLF that RFC 4180 prescribes, for tools that insist on it.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ def key_file_row(values: Personalization, algorithm: str, code_names: list[str])
 
 class PrivateCsvWriter:
     """A CSV file written owner-only and published atomically: ``commit()`` gives it its name,
-    leaving the context without commit (or on an error) removes it."""
+    leaving the context without commit (or on an error) removes it.
 
-    def __init__(self, path: Path, header: list[str]) -> None:
+    Rows are streamed to a temporary file (not collected and written at the end with
+    :func:`smdp.atomic.write_atomic`) so that an unwritable directory fails before a long
+    generation run starts, and memory stays flat however many profiles are generated."""
+
+    def __init__(self, path: Path, header: list[str], *, crlf: bool = False) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise KeyFileError(f"{self.path} exists; refusing to overwrite it")
@@ -49,7 +56,7 @@ class PrivateCsvWriter:
         except OSError as exc:
             raise KeyFileError(f"cannot create {self._tmp}: {exc.strerror}") from None
         self._file = open(fd, "w", newline="", encoding="ascii")
-        self._csv = csv.writer(self._file)
+        self._csv = csv.writer(self._file, lineterminator="\r\n" if crlf else "\n")
         self._csv.writerow(header)
         self._done = False
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import asn1tools
 
-from smdp.codec.asn1 import ASN1_DIR, Asn1Error, decode_exact
+from smdp.codec.asn1 import ASN1_DIR, Asn1Error, compile_parsed, decode_exact
+from smdp.codec.bits import bit_names, bit_string
 from smdp.profiles.policy import (
     ACCESS_TECHNOLOGIES,
     BackgroundRules,
@@ -46,25 +47,10 @@ _ACTION_FROM_ASN1 = {v: k for k, v in _ACTION_TO_ASN1.items()}
 
 @functools.cache
 def policy_spec() -> asn1tools.compiler.Specification:
-    """SmdpPolicyDefinitions, DER codec, compiled once. (Importing smdp.codec.asn1 first applies its
-    asn1tools fixes; this module uses no DEFAULT values or tagged CHOICE references, the constructs
-    the other fixes are about.)"""
-    return asn1tools.compile_files([str(ASN1_DIR / "policy.asn")], "der")
-
-
-def _bits(names: tuple[str, ...]) -> tuple[bytes, int]:
-    # DER named-bit BIT STRING: trailing zero bits removed (X.690 section 11.2.2).
-    value, length = 0, 0
-    for name in names:
-        index = ACCESS_TECHNOLOGIES.index(name)
-        value |= 0x80 >> index
-        length = max(length, index + 1)
-    return (bytes([value]) if length else b"", length)
-
-
-def _names(bits: tuple[bytes, int]) -> tuple[str, ...]:
-    data, length = bits
-    return tuple(n for i, n in enumerate(ACCESS_TECHNOLOGIES) if i < length and data[0] & (0x80 >> i))
+    """SmdpPolicyDefinitions, DER codec, compiled once, with the asn1tools fixes of smdp.codec.asn1
+    like every other module (it has no DEFAULT values or tagged CHOICE references today; should it
+    get one, the encoding is right from the start)."""
+    return compile_parsed(asn1tools.parse_files([str(ASN1_DIR / "policy.asn")]))
 
 
 def _network(data: bytes) -> Network:
@@ -98,7 +84,7 @@ def _to_asn1(policy: Policy) -> dict[str, Any]:
             "mcc": c.mcc,
             "dataRoaming": c.data_roaming,
             "preferred": [
-                {"plmn": encode_plmn(p.network.mcc, p.network.mnc), "accessTechnologies": _bits(p.access)}
+                {"plmn": encode_plmn(p.network.mcc, p.network.mnc), "accessTechnologies": bit_string(p.access, ACCESS_TECHNOLOGIES)}
                 for p in c.preferred
             ],
             "forbidden": [encode_plmn(n.mcc, n.mnc) for n in c.forbidden],
@@ -126,7 +112,10 @@ def _from_asn1(value: dict[str, Any], profile_policy_rules: tuple[str, ...]) -> 
         CountrySteering(
             mcc=c["mcc"],
             data_roaming=c["dataRoaming"],
-            preferred=tuple(PreferredNetwork(_network(p["plmn"]), _names(p["accessTechnologies"])) for p in c["preferred"]),
+            preferred=tuple(
+                PreferredNetwork(_network(p["plmn"]), tuple(bit_names(p["accessTechnologies"], ACCESS_TECHNOLOGIES)))
+                for p in c["preferred"]
+            ),
             forbidden=tuple(_network(n) for n in c["forbidden"]),
         )
         for c in value["steering"]

@@ -17,34 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from smdp.codec import asn1
+from smdp.codec.bits import bit_names, bit_string
 from smdp.profiles import metadata as model
 from smdp.profiles.metadata import EVENT_BITS, PPR_BITS, ProfileMetadata
 from smdp.profiles.policy_codec import policy_extension
 from smdp.profiles.saip import encode_iccid
 
-__all__ = ["EVENT_BITS", "ICON_TYPES", "PPR_BITS", "PROFILE_CLASSES", "bit_names", "bit_string", "forbidden_pprs",
-           "profile_pprs", "store_metadata_request", "store_metadata_value"]  # fmt: skip
+__all__ = ["EVENT_BITS", "ICON_TYPES", "PPR_BITS", "PROFILE_CLASSES", "forbidden_pprs", "profile_pprs",
+           "store_metadata_request", "store_metadata_value"]  # fmt: skip
 
 PROFILE_CLASSES = {name: number for number, name in enumerate(model.PROFILE_CLASSES)}
 ICON_TYPES = {name: number for number, name in enumerate(model.ICON_TYPES)}
-
-
-def bit_string(names: list[str] | tuple[str, ...], alphabet: tuple[str, ...]) -> tuple[bytes, int]:
-    """A named-bit BIT STRING as asn1tools wants it: (bytes, number of bits), trailing zero bits trimmed."""
-    value = 0
-    length = 0
-    for name in names:
-        if name not in alphabet:
-            raise ValueError(f"{name!r} is not one of {', '.join(alphabet)}")
-        index = alphabet.index(name)
-        value |= 0x80 >> index
-        length = max(length, index + 1)
-    return (bytes([value]) if length else b"", length)
-
-
-def bit_names(bits: tuple[bytes, int], alphabet: tuple[str, ...]) -> list[str]:
-    data, length = bits
-    return [name for i, name in enumerate(alphabet) if i < length and data[i // 8] & (0x80 >> (i % 8))]
 
 
 def _model(metadata: ProfileMetadata | dict[str, Any]) -> ProfileMetadata:

@@ -13,14 +13,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smdp.codec.bits import bit_names
 from smdp.codec.tlv import TlvError, iter_tlvs, read_tlv
 from smdp.crypto import ecdsa
 from smdp.pki import verify as pki
 from smdp.profiles.saip import decode_iccid
 from smdp.rsp import fields
-from smdp.rsp.metadata import EVENT_BITS, bit_names
 from smdp.rsp.es9 import SIGNED, SessionKeyValues, check_transaction, split_signed_response
+from smdp.rsp.metadata import EVENT_BITS
 from smdp.rsp.status import EUICC_SIGNATURE_INVALID, INVALID_INPUT, INVALID_SMDP_OID, RspError
+
 
 def notification_event(bits: tuple[bytes, int]) -> str:
     """The operation a NotificationEvent BIT STRING names (one bit set: install, enable, ...)."""

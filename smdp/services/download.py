@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import delete, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.codec import b64
@@ -44,10 +43,9 @@ from smdp.rsp.status import (
 )
 from smdp.services import events
 from smdp.services.profiles import open_package
-from smdp.store import repo
+from smdp.store import profiles, sessions
 from smdp.store.db import Database
-from smdp.store.tables import DownloadSession, Notification, Profile
-
+from smdp.store.tables import DownloadSession, Notification, Profile, touch
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +109,10 @@ class DownloadService:
     # Lab option: also accept hashCc computed over the hex-decoded Confirmation Code (some test tools do).
     accept_hex_confirmation_code: bool = False
     clock: Callable[[], datetime] = _now
+    # The CIs initiateAuthentication may choose a session's from (one listener of `smdp serve --config` serving
+    # some of the PKI's CIs, see ServerCredentials.restricted_to); None: all of ``credentials``.  Later steps
+    # use ``credentials``: a session keeps the CI it started with wherever its next call arrives.
+    initiate_credentials: ServerCredentials | None = None
     trusted_cis: list[x509.Certificate] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,7 +132,7 @@ class DownloadService:
         confirmation-code counter), then re-raised after the commit.  Anything else rolls back."""
         error: RspError | None = None
         async with self.db.transaction() as db:
-            row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
+            row = await sessions.session_by_transaction_id(db, transaction_id, for_update=True)
             if row is None or row.step not in {s.value for s in steps} or _aware(row.expires_at) < self.clock():
                 raise RspError(TRANSACTION_ID_UNKNOWN)
             call = _Call(db, row)
@@ -143,8 +145,8 @@ class DownloadService:
                 if not call.keep_open:
                     row.step = SessionStep.FAILED.value
                     row.status_code = _code(exc)
-            repo.touch(row, self.clock())
-            await repo.save(db, row)
+            touch(row, self.clock())
+            await sessions.save(db, row)
         if error is not None:
             raise error
 
@@ -156,12 +158,7 @@ class DownloadService:
         open_steps = [step.value for step in lifecycle.OPEN_STEPS]
         now = self.clock()
         async with self.db.transaction() as db:
-            result = await db.exec(
-                update(DownloadSession)
-                .where(DownloadSession.step.in_(open_steps), DownloadSession.expires_at < now)  # type: ignore[attr-defined]
-                .values(step=SessionStep.FAILED.value, status_code="expired", updated_at=now)
-            )
-        return int(result.rowcount or 0)
+            return await sessions.expire_sessions(db, open_steps, now, step=SessionStep.FAILED.value, status_code="expired")
 
     async def purge_sessions(self) -> int:
         """Delete what no longer needs keeping; returns how many rows went.
@@ -172,26 +169,18 @@ class DownloadService:
         now = self.clock()
         ended = [SessionStep.COMPLETED.value, SessionStep.FAILED.value, SessionStep.CANCELLED.value]
         async with self.db.transaction() as db:
-            unauthenticated = await db.exec(
-                delete(DownloadSession).where(
-                    DownloadSession.euicc_certificate.is_(None), DownloadSession.expires_at < now  # type: ignore[union-attr]
-                )
-            )
-            old = await db.exec(
-                delete(DownloadSession).where(
-                    DownloadSession.step.in_(ended), DownloadSession.updated_at < now - self.session_retention  # type: ignore[attr-defined]
-                )
-            )
-        return int(unauthenticated.rowcount or 0) + int(old.rowcount or 0)
+            unauthenticated = await sessions.delete_unauthenticated_sessions(db, now)
+            old = await sessions.delete_ended_sessions(db, ended, now - self.session_retention)
+        return unauthenticated + old
 
     # --- ES9+ functions ------------------------------------------------------------------------------
 
     async def initiate_authentication(self, body: dict[str, Any]) -> dict[str, Any]:
-        initiated = es9.initiate_authentication(body, self.credentials, self.addresses)
+        initiated = es9.initiate_authentication(body, self.initiate_credentials or self.credentials, self.addresses)
         s = initiated.session
         now = self.clock()
         async with self.db.transaction() as db:
-            await repo.save(
+            await sessions.save(
                 db,
                 DownloadSession(
                     transaction_id=s.transaction_id,
@@ -238,12 +227,12 @@ class DownloadService:
         """The profile this eUICC may download now (SGP.22 5.6.2 checks on the matching ID / EID), with its
         metadata, parsed once for the PPR check and the StoreMetadataRequest."""
         if euicc.matching_id:
-            profile = await repo.profile_by_matching_id(db, euicc.matching_id, for_update=True)
+            profile = await profiles.profile_by_matching_id(db, euicc.matching_id, for_update=True)
             if profile is None:
                 raise RspError(MATCHING_ID_REFUSED, "unknown matching ID")
         else:
             # Default SM-DP+ use case: no matching ID; the EID must have a pending order (SGP.22 5.6.2).
-            profile = await repo.default_profile_for_eid(db, euicc.eid, DEFAULT_ORDER_STATES, for_update=True)
+            profile = await profiles.default_profile_for_eid(db, euicc.eid, DEFAULT_ORDER_STATES, for_update=True)
             if profile is None:
                 raise RspError(EID_REFUSED, "no pending order for this EID")
         try:
@@ -266,7 +255,7 @@ class DownloadService:
             prepared = es9.verify_prepare_download(body, _key_values(row), public_key, row.smdp_signature2)  # type: ignore[arg-type]
             call.verified = True
             assert row.profile_id is not None
-            profile = await repo.profile_by_id(call.db, row.profile_id, for_update=True)
+            profile = await profiles.profile_by_id(call.db, row.profile_id, for_update=True)
             assert profile is not None
             lifecycle.check_session_order(profile, row)
             lifecycle.check_downloadable(profile, row.eid, self.clock())
@@ -275,12 +264,12 @@ class DownloadService:
             except RspError as error:  # a wrong code counts even though the call fails
                 # SGP.22 5.6.3: a refused code leaves the session open for another attempt, up to the limit.
                 call.keep_open = error.code is CONFIRMATION_CODE_REFUSED
-                repo.touch(profile, self.clock())
-                await repo.save(call.db, profile)
+                touch(profile, self.clock())
+                await profiles.save(call.db, profile)
                 await events.record(call.db, profile, es2.CONFIRMATION_FAILURE, ok=False, eid=row.eid, error=error)
                 raise
             bpp = self._bind(profile, row, prepared.euicc_otpk)
-            await repo.save(call.db, profile)
+            await profiles.save(call.db, profile)
             await events.record(call.db, profile, es2.BPP_DOWNLOAD, ok=True, eid=row.eid)
         return {"transactionId": row.transaction_id, "boundProfilePackage": bpp}
 
@@ -324,7 +313,7 @@ class DownloadService:
             profile=open_package(self.sealer, profile),  # the package is stored sealed; opened only here
         )
         lifecycle.deliver_bpp(profile, row)
-        repo.touch(profile, self.clock())
+        touch(profile, self.clock())
         row.step = SessionStep.BPP_DELIVERED.value
         return b64.b64encode(bpp.der)
 
@@ -340,7 +329,7 @@ class DownloadService:
             row: DownloadSession | None = None
             if notification.kind == "profileInstallationResult":
                 assert notification.transaction_id is not None
-                row = await repo.session_by_transaction_id(db, notification.transaction_id, for_update=True)
+                row = await sessions.session_by_transaction_id(db, notification.transaction_id, for_update=True)
                 if row is None or row.euicc_certificate is None or row.eid is None:
                     raise RspError(TRANSACTION_ID_UNKNOWN)
                 key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
@@ -351,14 +340,14 @@ class DownloadService:
                 session_end.verify_notification_signature(notification, identity.public_key)
                 eid = identity.eid
             digest = hashlib.sha256(eid.encode() + notification.signed).hexdigest()
-            if await repo.notification_recorded(db, digest):
+            if await sessions.notification_recorded(db, digest):
                 log.info("notification %s seq %s from %s: a duplicate", notification.event, notification.seq_number, eid)
                 return
             if row is not None:
                 decision = await self._installation_result(db, row, bool(notification.success), body["pendingNotification"])
             else:
                 decision = await self._management_event(db, notification, eid)
-            await repo.record_notification(
+            await sessions.record_notification(
                 db,
                 Notification(
                     digest=digest,
@@ -383,7 +372,7 @@ class DownloadService:
     async def _installation_result(
         self, db: AsyncSession, row: DownloadSession, success: bool, pir: str
     ) -> lifecycle.Decision:
-        profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
+        profile = await profiles.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
         if profile is None:
             decision = lifecycle.Decision(False, "the session never named a profile")
         else:
@@ -391,26 +380,26 @@ class DownloadService:
         if row.step == SessionStep.BPP_DELIVERED.value:  # what happened to this session's BPP, either way
             row.step = SessionStep.COMPLETED.value if success else SessionStep.FAILED.value
             row.status_code = None if success else "installation failed"
-            repo.touch(row, self.clock())
-            await repo.save(db, row)
+            touch(row, self.clock())
+            await sessions.save(db, row)
         if profile is not None and decision.applied:
             if success:  # no retry any more: drop the one-time key material
                 profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
-            repo.touch(profile, self.clock())
-            await repo.save(db, profile)
+            touch(profile, self.clock())
+            await profiles.save(db, profile)
             await events.record(db, profile, es2.BPP_INSTALLATION, ok=success, eid=row.eid, result_data=pir)
         return decision
 
     async def _management_event(
         self, db: AsyncSession, notification: session_end.PendingNotification, eid: str
     ) -> lifecycle.Decision:
-        profile = await repo.profile_by_iccid(db, notification.iccid, for_update=True) if notification.iccid else None
+        profile = await profiles.profile_by_iccid(db, notification.iccid, for_update=True) if notification.iccid else None
         if profile is None:
             return lifecycle.Decision(False, "no such profile here")
         decision = lifecycle.profile_management_event(profile, eid, notification.event)
         if decision.applied:
-            repo.touch(profile, self.clock())
-            await repo.save(db, profile)
+            touch(profile, self.clock())
+            await profiles.save(db, profile)
             await events.record(db, profile, es2.OTHER_EVENTS[notification.event], ok=True, eid=eid)
         return decision
 
@@ -419,19 +408,19 @@ class DownloadService:
         transaction_id = read_transaction_id(body)
         live = (SessionStep.AUTHENTICATED.value, SessionStep.BPP_DELIVERED.value)
         async with self.db.transaction() as db:
-            row = await repo.session_by_transaction_id(db, transaction_id, for_update=True)
+            row = await sessions.session_by_transaction_id(db, transaction_id, for_update=True)
             if row is None or row.step not in live or row.euicc_certificate is None or _aware(row.expires_at) < self.clock():
                 raise RspError(TRANSACTION_ID_UNKNOWN)
             key = x509.load_der_x509_certificate(row.euicc_certificate).public_key()
             reason = session_end.verify_cancel_session(body, _key_values(row), key, self.credentials.smdp_oid)  # type: ignore[arg-type]
-            profile = await repo.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
+            profile = await profiles.profile_by_id(db, row.profile_id, for_update=True) if row.profile_id else None
             if profile is not None and lifecycle.cancel_download(profile, row):  # the order is available again
-                repo.touch(profile, self.clock())
-                await repo.save(db, profile)
+                touch(profile, self.clock())
+                await profiles.save(db, profile)
             row.step = SessionStep.CANCELLED.value
             row.status_code = f"cancelled:{reason}"
-            repo.touch(row, self.clock())
-            await repo.save(db, row)
+            touch(row, self.clock())
+            await sessions.save(db, row)
             if profile is not None and row.order_seq == profile.order_seq:
                 await events.record(db, profile, es2.SESSION_CANCELLED, ok=True, eid=row.eid)
         return {}

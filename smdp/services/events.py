@@ -13,8 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.rsp import es2
 from smdp.rsp.status import RspError
-from smdp.store import orders
-from smdp.store.tables import Profile
+from smdp.store import operators, outbox
+from smdp.store.tables import OutboxEvent, Profile
 
 REQUESTER = "smdp"  # our functionRequesterIdentifier towards operators
 
@@ -32,7 +32,7 @@ async def record(
     """Queue a progress event for the profile's operator, if it has a notification endpoint."""
     if profile.operator_id is None:
         return
-    operator = await orders.operator_by_id(db, profile.operator_id)
+    operator = await operators.operator_by_id(db, profile.operator_id)
     if operator is None or not operator.callback_url:
         return
     code = (error.code.subject_code, error.code.reason_code, error.message) if error is not None else None
@@ -48,8 +48,7 @@ async def record(
         code=code,
         result_data=result_data,
     )
-    event = orders.OutboxEvent(
+    event = OutboxEvent(
         event_id=payload["header"]["functionCallIdentifier"], operator_id=operator.id, payload=payload  # type: ignore[arg-type]
     )
-    db.add(event)
-    await db.flush()
+    await outbox.add_event(db, event)

@@ -10,15 +10,16 @@ operator's token is also written to DATA_DIR/operators/default.token (mode 0600)
 
 from __future__ import annotations
 
-import os
 import secrets
 import string
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
-from smdp.store import orders
+from smdp.atomic import write_atomic
+from smdp.store import operators
 from smdp.store.db import Database
+from smdp.store.tables import Operator
 
 DEFAULT_OPERATOR = "default"
 TOKEN_PREFIX = "smdp_"
@@ -51,11 +52,7 @@ def token_path(data_dir: Path, name: str = DEFAULT_OPERATOR) -> Path:
 
 def _write_secret(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, text + "\n", mode=0o600)
 
 
 async def add_operator(db: Database, name: str, callback_url: str | None = None) -> str:
@@ -65,16 +62,16 @@ async def add_operator(db: Database, name: str, callback_url: str | None = None)
     callback_url = _callback_url(callback_url)
     token = new_token()
     async with db.transaction() as session:
-        if await orders.operator_by_name(session, name) is not None:
+        if await operators.operator_by_name(session, name) is not None:
             raise OperatorError(f"operator {name!r} already exists")
-        session.add(orders.Operator(name=name, token_sha256=orders.token_digest(token), callback_url=callback_url))
+        operators.add_operator(session, Operator(name=name, token_sha256=operators.token_digest(token), callback_url=callback_url))
     return token
 
 
 async def ensure_default_operator(db: Database, data_dir: Path) -> int:
     """The default operator's id, creating it (and its token file) on first use."""
     async with db.transaction() as session:
-        existing = await orders.operator_by_name(session, DEFAULT_OPERATOR)
+        existing = await operators.operator_by_name(session, DEFAULT_OPERATOR)
         if existing is not None and existing.id is not None:
             return existing.id
     try:
@@ -84,7 +81,7 @@ async def ensure_default_operator(db: Database, data_dir: Path) -> int:
     else:
         _write_secret(token_path(data_dir), token)
     async with db.transaction() as session:
-        operator = await orders.operator_by_name(session, DEFAULT_OPERATOR)
+        operator = await operators.operator_by_name(session, DEFAULT_OPERATOR)
         assert operator is not None and operator.id is not None
         return operator.id
 
@@ -104,9 +101,5 @@ async def set_callback(db: Database, name: str, callback_url: str | None, ca_pem
         except CallbackConfigError as exc:
             raise OperatorError(f"callback CA: {exc}") from None
     async with db.transaction() as session:
-        operator = await orders.operator_by_name(session, name)
-        if operator is None:
+        if not await operators.set_callback(session, name, callback_url, ca_pem):
             raise OperatorError(f"no operator {name!r}")
-        operator.callback_url = callback_url
-        operator.callback_ca = ca_pem
-        session.add(operator)

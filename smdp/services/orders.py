@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.crypto.cc import seal_confirmation_code
 from smdp.rsp import es2, lifecycle
 from smdp.rsp.activation import new_matching_id
+from smdp.rsp.lifecycle import ProfileState as S
 from smdp.rsp.status import (
     CONDITIONAL_INPUT_MISSING,
     EID_MISMATCH,
@@ -28,11 +28,9 @@ from smdp.rsp.status import (
     RspError,
 )
 from smdp.services.profiles import database_sealer
-from smdp.store import catalog, repo
+from smdp.store import profiles
 from smdp.store.db import Database
-from smdp.store.orders import Operator
-from smdp.rsp.lifecycle import ProfileState as S
-from smdp.store.tables import Profile
+from smdp.store.tables import Operator, Profile, touch
 
 DEFAULT_ORDER_VALIDITY = timedelta(days=30)
 
@@ -48,8 +46,7 @@ class OrderService:
     order_validity: timedelta = DEFAULT_ORDER_VALIDITY
 
     async def _own_profile(self, db: AsyncSession, operator: Operator, iccid: str) -> Profile:
-        query = select(Profile).where(Profile.iccid == iccid, Profile.operator_id == operator.id).with_for_update()
-        profile = (await db.exec(query)).first()
+        profile = await profiles.operator_profile_by_iccid(db, operator.id, iccid, for_update=True)
         if profile is None:
             raise RspError(ICCID_UNKNOWN, f"no profile {iccid}")
         return profile
@@ -71,26 +68,24 @@ class OrderService:
             else:
                 profile = await self._available_of_type(db, operator, str(profile_type))
             lifecycle.start_order(profile, eid)
-            repo.touch(profile)
+            touch(profile)
             profile.expires_at = _now() + await self._validity(db, profile)
-            await repo.save(db, profile)
+            await profiles.save(db, profile)
         return {"iccid": profile.iccid}
 
     async def _validity(self, db: AsyncSession, profile: Profile) -> timedelta:
         """The order validity: the profile type's if it sets one, else the server's default."""
         if profile.profile_type:
-            profile_type = await catalog.profile_type_by_name(db, profile.profile_type)
+            profile_type = await profiles.profile_type_by_name(db, profile.profile_type)
             if profile_type is not None and profile_type.order_validity_days:
                 return timedelta(days=profile_type.order_validity_days)
         return self.order_validity
 
     async def _available_of_type(self, db: AsyncSession, operator: Operator, profile_type: str) -> Profile:
-        base = select(Profile).where(Profile.operator_id == operator.id, Profile.profile_type == profile_type)
-        query = base.where(Profile.state == S.AVAILABLE.value).order_by(Profile.id).limit(1).with_for_update(skip_locked=True)
-        profile = (await db.exec(query)).first()
+        profile = await profiles.first_profile_of_type(db, operator.id, profile_type, S.AVAILABLE.value)
         if profile is not None:
             return profile
-        if (await db.exec(base.limit(1))).first() is None:
+        if not await profiles.has_profile_of_type(db, operator.id, profile_type):
             raise RspError(PROFILE_TYPE_UNKNOWN, f"no profile type {profile_type!r}")
         raise RspError(PROFILE_TYPE_EXHAUSTED, f"no available profile of type {profile_type!r}")
 
@@ -115,13 +110,13 @@ class OrderService:
                 raise RspError(EID_MISSING, "an empty matchingId (default SM-DP+ use case) needs the EID")
             if matching_id is None:
                 matching_id = new_matching_id()
-            if matching_id and await repo.profile_by_matching_id(db, matching_id) is not None:
+            if matching_id and await profiles.profile_by_matching_id(db, matching_id) is not None:
                 raise RspError(MATCHING_ID_IN_USE, f"matching ID {matching_id} is in use")
             profile.matching_id, profile.smds_address = matching_id or None, smds
             profile.cc_hash, profile.cc_hash_hex = seal_confirmation_code(database_sealer(self.db), profile.iccid, code)
             lifecycle.confirm_order(profile, eid, release=release)
-            repo.touch(profile)
-            await repo.save(db, profile)
+            touch(profile)
+            await profiles.save(db, profile)
         answer: dict[str, Any] = {"smdpAddress": self.smdp_address}
         if eid:
             answer["eid"] = eid
@@ -147,8 +142,8 @@ class OrderService:
             lifecycle.end_order(profile, final)
             profile.matching_id = profile.cc_hash = profile.cc_hash_hex = profile.smds_address = None
             profile.last_euicc_otpk = profile.last_smdp_otsk_sealed = None
-            repo.touch(profile)
-            await repo.save(db, profile)
+            touch(profile)
+            await profiles.save(db, profile)
         return {}
 
     async def release_profile(self, body: dict[str, Any], operator: Operator) -> dict[str, Any]:
@@ -157,6 +152,6 @@ class OrderService:
         async with self.db.transaction() as db:
             profile = await self._own_profile(db, operator, iccid)
             lifecycle.release(profile)
-            repo.touch(profile)
-            await repo.save(db, profile)
+            touch(profile)
+            await profiles.save(db, profile)
         return {}

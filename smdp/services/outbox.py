@@ -40,12 +40,12 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import func, update
-from sqlmodel import col, select
 
 from smdp.services.logthrottle import LogThrottle
+from smdp.store import outbox as store
 from smdp.store.db import Database
-from smdp.store.orders import Operator, OutboxEvent
+from smdp.store.tables import OutboxEvent
+from smdp.web.client import JsonCallError, JsonClient, system_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ LEASE = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(minutes=5)
 MAX_ATTEMPTS = 50  # about 3.5 hours of retries with the backoff below
 MAX_AGE = timedelta(hours=24)
-PATH = "/gsma/rsp2/es2plus/handleDownloadProgressInfo"
+FUNCTION = "handleDownloadProgressInfo"
+PATH = "/gsma/rsp2/es2plus/" + FUNCTION
 T = TypeVar("T")
 
 
@@ -102,11 +103,7 @@ def check_ca_pem(pem: str) -> str:
 
 def callback_ssl_context(ca_pem: str | None = None) -> ssl.SSLContext:
     """System trust store plus ``ca_pem``; certificate and host name verified (TLS 1.2 or later)."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_pem:
-        context.load_verify_locations(cadata=ca_pem)
-    return context
+    return system_ssl_context(ca_pem)
 
 
 async def _complete(step: Awaitable[T]) -> T:
@@ -151,26 +148,18 @@ class Outbox:
         self.max_attempts, self.max_age, self.backoff = max_attempts, max_age, backoff
         self.throttle = LogThrottle(log, log_interval)  # the dispatcher's database errors
         self.sender_throttle = LogThrottle(log, log_interval)  # the senders' database errors
-        self._wake = asyncio.Event()
         self._senders: dict[int, asyncio.Task[None]] = {}
         self._contexts: dict[str | None, ssl.SSLContext] = {}
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def run(self) -> None:
         """Deliver forever (until cancelled)."""
         # no connection limit: each operator has at most one request in flight (its sender's), and a shared
         # limit would let hanging endpoints hold up the others again
-        async with aiohttp.ClientSession(timeout=self.timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
+        async with JsonClient(timeout=self.timeout, connection_limit=0) as http:
             try:
                 while True:
                     await self.dispatch(http)
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self.poll)
-                    except asyncio.TimeoutError:
-                        pass
+                    await asyncio.sleep(self.poll)
             finally:
                 await self.stop_senders()
 
@@ -181,7 +170,7 @@ class Outbox:
         await asyncio.gather(*senders, return_exceptions=True)
         self._senders.clear()
 
-    async def dispatch(self, http: aiohttp.ClientSession) -> int:
+    async def dispatch(self, http: JsonClient) -> int:
         """One round: a sender task for each operator whose oldest pending event is due and that has none
         running.  Returns how many were started.  Database errors are logged (throttled), not raised."""
         try:
@@ -205,23 +194,10 @@ class Outbox:
 
     async def _due_operators(self, now: datetime) -> list[int]:
         async with self.db.transaction() as db:
-            rows = (await db.exec(self._heads(now))).all()
+            rows = await store.due_heads(db, now)
         return [event.operator_id for event, url, _ca in rows if url]
 
-    @staticmethod
-    def _heads(now: datetime, operator_id: int | None = None):  # type: ignore[no-untyped-def]
-        """The oldest pending event of each operator (or of one), if due, with the operator's callback."""
-        pending = col(OutboxEvent.delivered_at).is_(None) & col(OutboxEvent.dead_at).is_(None)
-        if operator_id is not None:
-            pending = pending & (col(OutboxEvent.operator_id) == operator_id)
-        heads = select(func.min(OutboxEvent.id)).where(pending).group_by(col(OutboxEvent.operator_id))
-        return (
-            select(OutboxEvent, Operator.callback_url, Operator.callback_ca)
-            .join(Operator, col(Operator.id) == col(OutboxEvent.operator_id))
-            .where(col(OutboxEvent.id).in_(heads), col(OutboxEvent.next_attempt_at) <= now)
-        )
-
-    async def _sender(self, http: aiohttp.ClientSession, operator_id: int) -> None:
+    async def _sender(self, http: JsonClient, operator_id: int) -> None:
         """Deliver one operator's due events in order; stop at the first failure (it is retried later)."""
         try:
             while True:
@@ -243,21 +219,11 @@ class Outbox:
 
     async def _head(self, operator_id: int, now: datetime) -> tuple[OutboxEvent, str | None, str | None] | None:
         async with self.db.transaction() as db:
-            return (await db.exec(self._heads(now, operator_id))).first()  # type: ignore[return-value]
+            return await store.due_head(db, operator_id, now)
 
     async def _claim(self, event: OutboxEvent, now: datetime) -> bool:
         async with self.db.transaction() as db:
-            result = await db.exec(
-                update(OutboxEvent)
-                .where(
-                    col(OutboxEvent.id) == event.id,
-                    col(OutboxEvent.delivered_at).is_(None),
-                    col(OutboxEvent.dead_at).is_(None),
-                    col(OutboxEvent.next_attempt_at) <= now,
-                )
-                .values(next_attempt_at=now + LEASE)
-            )
-            return bool(result.rowcount)
+            return await store.claim_event(db, event.id, now, now + LEASE)
 
     def _ssl_context(self, ca_pem: str | None) -> ssl.SSLContext:
         context = self._contexts.get(ca_pem)
@@ -267,26 +233,22 @@ class Outbox:
             context = self._contexts[ca_pem] = callback_ssl_context(ca_pem)
         return context
 
-    async def _post(self, http: aiohttp.ClientSession, event: OutboxEvent, url: str, ca_pem: str | None) -> str | None:
-        """One attempt; the error, or None if the operator accepted the event (2xx)."""
+    async def _post(self, http: JsonClient, event: OutboxEvent, url: str, ca_pem: str | None) -> str | None:
+        """One attempt; the error, or None if the operator accepted the event: any 2xx answer but one whose
+        functionExecutionStatus is Failed (HandleDownloadProgressInfo has no output data, so receivers
+        answer 204, 200 with a header, or just 200)."""
         try:
             check_callback_url(url)
-            context = self._ssl_context(ca_pem) if urlsplit(url).scheme == "https" else True
+            context = self._ssl_context(ca_pem) if urlsplit(url).scheme == "https" else None
         except (CallbackConfigError, ssl.SSLError) as exc:
             return f"{type(exc).__name__}: {exc}"
-        headers = {"X-Admin-Protocol": "gsma/rsp/v2.2.0", "Content-Type": "application/json"}
         try:
-            async with http.post(
-                url.rstrip("/") + PATH, json=event.payload, headers=headers, ssl=context, allow_redirects=False
-            ) as response:
-                await response.read()
-                if response.status // 100 != 2:
-                    return f"HTTP {response.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            await http.post(url.rstrip("/") + PATH, FUNCTION, event.payload, ssl_context=context, lenient=True)
+        except JsonCallError as exc:
+            return exc.detail
         return None
 
-    async def _send(self, http: aiohttp.ClientSession, event: OutboxEvent, url: str, ca_pem: str | None) -> str:
+    async def _send(self, http: JsonClient, event: OutboxEvent, url: str, ca_pem: str | None) -> str:
         """Attempt delivery and record the outcome: "delivered", "failed" (retried later) or "dead"."""
         error = await self._post(http, event, url, ca_pem)
         now = datetime.now(timezone.utc)
@@ -311,4 +273,4 @@ class Outbox:
 
     async def _record(self, event: OutboxEvent, values: dict) -> None:
         async with self.db.transaction() as db:
-            await db.exec(update(OutboxEvent).where(col(OutboxEvent.id) == event.id).values(**values))
+            await store.record_attempt(db, event.id, values)

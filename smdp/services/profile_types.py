@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from smdp.crypto.sealed import Sealer
@@ -32,12 +31,12 @@ from smdp.profiles.policy import Policy, PolicyError, parse_policy
 from smdp.profiles.saip import SaipError, validate_profile_package
 from smdp.profiles.usim_files import PlmnWithAct
 from smdp.rsp.activation import ActivationCode, new_matching_id
-from smdp.rsp.metadata import store_metadata_request
-from smdp.store import catalog
-from smdp.store.db import Database
 from smdp.rsp.lifecycle import initial_state
+from smdp.rsp.metadata import store_metadata_request
 from smdp.services.profiles import database_sealer, seal_package
-from smdp.store.tables import Profile
+from smdp.store import profiles as store
+from smdp.store.db import Database
+from smdp.store.tables import Profile, ProfileType
 
 __all__ = [
     "GenerationResult",
@@ -99,7 +98,7 @@ async def create_profile_type(
     reusable: bool = False,
     max_download_attempts: int | None = None,
     order_validity_days: int | None = None,
-) -> catalog.ProfileType:
+) -> ProfileType:
     """Check and store a profile type (ProfileTypeError naming what is wrong; nothing stored then)."""
     for label, number in (("max_download_attempts", max_download_attempts), ("order_validity_days", order_validity_days)):
         if number is not None and number < 1:
@@ -136,15 +135,15 @@ async def create_profile_type(
         store_metadata_request(_TRIAL_ICCID, checked)
     except Exception as exc:  # asn1tools' own error types: a bug in the model's checks if ever seen
         raise ProfileTypeError(f"metadata does not make a valid StoreMetadataRequest: {exc!r}") from None
-    row = catalog.ProfileType(name=name, template_der=template_der, profile_metadata=defaults,
-                              policy=parsed.to_json() if parsed else None, algorithm=algorithm,
-                              reusable=reusable, max_download_attempts=max_download_attempts,
-                              order_validity_days=order_validity_days)  # fmt: skip
+    row = ProfileType(name=name, template_der=template_der, profile_metadata=defaults,
+                      policy=parsed.to_json() if parsed else None, algorithm=algorithm,
+                      reusable=reusable, max_download_attempts=max_download_attempts,
+                      order_validity_days=order_validity_days)  # fmt: skip
     try:
         async with db.transaction() as session:
-            if await catalog.profile_type_by_name(session, name) is not None:
+            if await store.profile_type_by_name(session, name) is not None:
                 raise ProfileTypeError(f"a profile type named {name!r} already exists")
-            await catalog.add_profile_type(session, row)
+            await store.add_profile_type(session, row)
     except IntegrityError:
         raise ProfileTypeError(f"a profile type named {name!r} already exists") from None
     return row
@@ -152,8 +151,8 @@ async def create_profile_type(
 
 async def list_profile_types(db: Database) -> list[dict[str, Any]]:
     async with db.transaction() as session:
-        rows = await catalog.list_profile_types(session)
-        counts = await catalog.profile_counts_by_type(session)
+        rows = await store.list_profile_types(session)
+        counts = await store.profile_counts_by_type(session)
     return [
         {
             "name": t.name,
@@ -167,7 +166,7 @@ async def list_profile_types(db: Database) -> list[dict[str, Any]]:
     ]
 
 
-def profile_metadata(profile_type: catalog.ProfileType) -> dict[str, Any]:
+def profile_metadata(profile_type: ProfileType) -> dict[str, Any]:
     """The metadata JSON each generated profile stores: the type's defaults plus its policy."""
     metadata = dict(profile_type.profile_metadata)
     if profile_type.policy:
@@ -187,17 +186,19 @@ async def generate_profiles(
     operator_id: int | None = None,
     progress: Callable[[int], None] | None = None,
     sealer: Sealer | None = None,
+    crlf: bool = False,
 ) -> GenerationResult:
     """Personalize ``identities.count`` profiles of ``type_name`` and store them: Available (stock for
     ES2+ orders) or, with ``activation_codes``, Released with a matching ID each, ready to download.
-    Writes the key file (see smdp.profiles.keyfile) and the activation-code CSV (iccid, activation code).
+    Writes the key file (see smdp.profiles.keyfile) and the activation-code CSV (iccid, activation code),
+    LF line endings unless ``crlf`` (RFC 4180).
     Packages are stored sealed with ``sealer`` (default: the database's, see services.profiles.database_sealer)."""
     started = time.perf_counter()
     sealer = database_sealer(db, sealer)
     if op is not None and len(op) != 16:
         raise ProfileTypeError(f"OP must be 16 bytes, got {len(op)}")
     async with db.transaction() as session:
-        profile_type = await catalog.profile_type_by_name(session, type_name)
+        profile_type = await store.profile_type_by_name(session, type_name)
     if profile_type is None:
         raise ProfileTypeError(f"no profile type named {type_name!r}")
     policy = parse_policy(profile_type.policy) if profile_type.policy else None
@@ -213,7 +214,8 @@ async def generate_profiles(
     algorithm = "milenage" if profile_type.algorithm == "milenage" else "template"
     created: list[str] = []
     try:
-        with PrivateCsvWriter(key_file, key_file_header(codes)) as keys, _optional_csv(activation_codes) as codes_out:
+        with PrivateCsvWriter(key_file, key_file_header(codes), crlf=crlf) as keys, \
+                _optional_csv(activation_codes, crlf) as codes_out:
             batch: list[dict[str, Any]] = []
             for number, (iccid, imsi) in enumerate(identities, start=1):
                 values = new_personalization(iccid, imsi, template.code_lengths, op)
@@ -252,27 +254,29 @@ class _NoFile:
         return None
 
 
-def _optional_csv(path: Path | None) -> Any:
-    return PrivateCsvWriter(path, ["iccid", "activation_code"]) if path is not None else _NoFile()
+def _optional_csv(path: Path | None, crlf: bool) -> Any:
+    return PrivateCsvWriter(path, ["iccid", "activation_code"], crlf=crlf) if path is not None else _NoFile()
 
 
 async def _store_batch(
-    db: Database, batch: list[dict[str, Any]], profile_type: catalog.ProfileType, metadata: dict[str, Any],
+    db: Database, batch: list[dict[str, Any]], profile_type: ProfileType, metadata: dict[str, Any],
     operator_id: int | None,
 ) -> None:
     async with db.transaction() as session:
-        taken = await catalog.existing_iccids(session, [p["iccid"] for p in batch])
+        taken = await store.existing_iccids(session, [p["iccid"] for p in batch])
         if taken:
             raise ProfileTypeError(f"ICCID {taken[0]} is already in use ({len(taken)} of this batch are)")
-        for item in batch:
-            session.add(Profile(
+        rows = [
+            Profile(
                 iccid=item["iccid"], matching_id=item["matching_id"], package_sealed=item["package_sealed"],
                 state=initial_state(stock=not item["matching_id"]).value, profile_metadata=metadata,
                 profile_type=profile_type.name, operator_id=operator_id, reusable=profile_type.reusable,
                 max_download_attempts=profile_type.max_download_attempts,
-            ))  # fmt: skip
+            )
+            for item in batch
+        ]  # fmt: skip
         try:
-            await session.flush()
+            await store.add_profiles(session, rows)
         except IntegrityError as exc:
             raise ProfileTypeError(f"a generated ICCID or matching ID is already in use: {exc.orig}") from None
 
@@ -281,4 +285,4 @@ async def _delete(db: Database, iccids: list[str]) -> None:
     """Undo a failed run: remove the profiles its earlier batches stored."""
     for start in range(0, len(iccids), BATCH):
         async with db.transaction() as session:
-            await session.exec(delete(Profile).where(Profile.iccid.in_(iccids[start : start + BATCH])))  # type: ignore[call-overload, attr-defined]
+            await store.delete_profiles(session, iccids[start : start + BATCH])

@@ -14,7 +14,7 @@ from smdp.profiles.metadata import MetadataError, ProfileMetadata
 from smdp.profiles.saip import SaipError, validate_profile_package
 from smdp.rsp.activation import new_matching_id
 from smdp.rsp.lifecycle import initial_state
-from smdp.store import repo
+from smdp.store import profiles as store
 from smdp.store.db import Database
 from smdp.store.tables import Profile
 
@@ -123,11 +123,11 @@ async def import_profile(
     )
     try:
         async with db.transaction() as session:
-            if await repo.profile_by_iccid(session, iccid) is not None:
+            if await store.profile_by_iccid(session, iccid) is not None:
                 raise ProfileImportError(f"a profile with ICCID {iccid} already exists")
-            if matching_id and await repo.profile_by_matching_id(session, matching_id) is not None:
+            if matching_id and await store.profile_by_matching_id(session, matching_id) is not None:
                 raise ProfileImportError(f"matching ID {matching_id!r} is already in use")
-            await repo.add_profile(session, profile)
+            await store.add_profile(session, profile)
     except IntegrityError:
         raise ProfileImportError(f"ICCID {iccid} or matching ID {matching_id!r} is already in use") from None
     return ImportedProfile(iccid, matching_id, eid, confirmation_code is not None)
@@ -135,7 +135,7 @@ async def import_profile(
 
 async def list_profiles(db: Database, *, operator_id: int | None = None, state: str | None = None) -> list[dict[str, Any]]:
     async with db.transaction() as session:
-        rows = await repo.list_profiles(session, operator_id=operator_id, state=state)
+        rows = await store.list_profiles(session, operator_id=operator_id, state=state)
     return [
         {
             "iccid": p.iccid,

@@ -2,7 +2,7 @@
 
 SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` transactions, so there is exactly one writer at a
 time and a read-then-update inside a transaction can't race.  PostgreSQL uses row locks
-(``SELECT ... FOR UPDATE``) taken by the repository functions.
+(``SELECT ... FOR UPDATE``) taken by the query functions (smdp.store.profiles, sessions, ...).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from smdp.crypto.sealed import Sealer
-from smdp.store import catalog, orders, tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from smdp.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 

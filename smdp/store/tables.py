@@ -1,21 +1,37 @@
-"""Database tables (sqlmodel): profiles, download sessions, notifications.
+"""Database tables (sqlmodel): every table smdp has, and nothing else (the queries are in the other modules
+of :mod:`smdp.store`).  Schema changes reach existing databases through the migrations
+(smdp.store.migrations, ``smdp db upgrade``): a column changed here needs a revision there.
 
 Profiles hold the DER of the unprotected profile package (with the subscriber's Ki and OPc), encoded once at
 import time and stored sealed with the master key (see :mod:`smdp.crypto.sealed`).  Download sessions live
 here, not in process memory (SGP.22 section 3.1.3: any worker answers any step); one-time private keys and
 confirmation-code digests are stored sealed too, never in clear.
+
+A profile type is what an operator defines once: a SAIP template package, the StoreMetadataRequest defaults
+of its profiles (smdp.rsp.metadata JSON form), an optional travel policy document (smdp.profiles.policy) and
+the AKA algorithm choice.  Generated profiles point back to it by name (``Profile.profile_type``), which is
+also what ES2+ orders name as profileType.
+
+Operators (ES2+, SGP.22 section 5.3) authenticate with API tokens; only a SHA-256 of each token is stored.
+Download progress events for operators are written to the outbox in the same transaction as the state change
+that caused them (a transactional outbox), and delivered by :mod:`smdp.services.outbox` with retries.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, LargeBinary
+from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import JSON, Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def touch(row: Profile | DownloadSession, now: datetime | None = None) -> None:
+    """Record a change of ``row`` (its ``updated_at``); the row is written by the next save or flush."""
+    row.updated_at = now or utcnow()
 
 
 class Profile(SQLModel, table=True):
@@ -101,3 +117,48 @@ class Notification(SQLModel, table=True):
     applied: bool = False
     disposition: str | None = Field(default=None, max_length=255)
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class ProfileType(SQLModel, table=True):
+    __tablename__ = "profile_type"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    template_der: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    profile_metadata: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    policy: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    algorithm: str = Field(default="milenage", max_length=16)  # milenage | template
+    # lifecycle defaults of its profiles (ES2+ orders, ES9+ downloads)
+    reusable: bool = False  # R&D: downloadable any number of times
+    max_download_attempts: int | None = None
+    order_validity_days: int | None = None  # an order placed for a profile of this type expires after
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Operator(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)  # the ES2+ functionRequesterIdentifier
+    token_sha256: str = Field(index=True, unique=True, max_length=64)
+    callback_url: str | None = Field(default=None, max_length=1024)  # base URL of its ES2+ endpoint
+    # PEM CA certificate(s) trusted for the callback endpoint, besides the system trust store
+    callback_ca: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """A progress event for an operator: *pending* (``delivered_at`` and ``dead_at`` unset), *delivered*, or
+    *dead* (given up after the retry limit; ``smdp outbox retry`` makes it pending again)."""
+
+    __tablename__ = "outbox_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(index=True, unique=True, max_length=36)  # sent as functionCallIdentifier
+    operator_id: int = Field(foreign_key="operator.id", index=True)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    delivered_at: datetime | None = Field(default=None, index=True)
+    last_error: str | None = Field(default=None, max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+    dead_at: datetime | None = Field(default=None, index=True)  # given up: no more attempts until retried
+    retried_at: datetime | None = Field(default=None)  # last manual retry (restarts the age limit)

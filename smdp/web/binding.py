@@ -24,6 +24,7 @@ from smdp.rsp.status import (
     INVALID_INPUT,
     UNSUPPORTED_PROTOCOL,
     RspError,
+    StatusCode,
 )
 from smdp.web.limits import LIMITS_KEY, Limits
 
@@ -38,6 +39,17 @@ _PROTOCOL = re.compile(r"^gsma/rsp/v2\.\d+(\.\d+)?$")
 
 JsonFunction = Callable[..., Awaitable[dict[str, Any] | None]]
 Authenticator = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
+
+
+class HttpRefusal(RspError):
+    """An RspError answered with an HTTP error status instead of 200: a caller of a mutual-TLS listener
+    (smdp.web.client_auth) whose credentials are missing (401) or belong to no operator, or to two different
+    ones (403).  The body still carries the SGP.22 status (1.1/1.1, 1.1/1.2) for clients that read it; the
+    status code is what tells an HTTP client, a proxy or a monitor that authentication failed."""
+
+    def __init__(self, status: int, code: StatusCode, message: str | None = None) -> None:
+        super().__init__(code, message)
+        self.status = status
 
 
 def success_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +72,12 @@ def failure_body(error: RspError) -> dict[str, Any]:
     }
 
 
-def _response(body: dict[str, Any] | None, protocol: str) -> web.Response:
+def _response(body: dict[str, Any] | None, protocol: str, status: int = 200) -> web.Response:
     headers = {"X-Admin-Protocol": protocol}
     if body is None:  # SGP.22 section 6.5.1: functions without output data answer 204
         return web.Response(status=204, headers=headers)
     return web.Response(
-        status=200,
+        status=status,
         body=json.dumps(body, separators=(",", ":")).encode(),
         content_type="application/json",
         charset="utf-8",
@@ -125,7 +137,8 @@ def json_function(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Wrap an SGP.22 function (dict in, dict or None out) as an aiohttp handler.
 
-    With ``authenticate`` (ES2+), the caller it returns is passed to the function after the body."""
+    With ``authenticate`` (ES2+), the caller it returns is passed to the function after the body; an
+    :class:`HttpRefusal` it raises is answered with that HTTP status (401, 403) rather than 200."""
 
     async def handler(request: web.Request) -> web.Response:
         protocol = DEFAULT_PROTOCOL
@@ -137,7 +150,7 @@ def json_function(
                 result = await function(body, await authenticate(request, body))
         except RspError as error:
             log.info("%s failed: %s", request.path, error)
-            return _response(failure_body(error), protocol)
+            return _response(failure_body(error), protocol, error.status if isinstance(error, HttpRefusal) else 200)
         except Exception:  # never a 500 or a stack trace to the client
             # A server fault, never bad input (that is an RspError): the tests fail on this record.
             log.exception("%s: unexpected error", request.path, extra={CATCH_ALL_MARK: True})

@@ -8,7 +8,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from smdp.store import catalog, orders, tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from smdp.store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
