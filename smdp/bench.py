@@ -97,7 +97,7 @@ async def _bench_profile(settings: Settings) -> str:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _run(args: argparse.Namespace, address: str, pid: int, data_dir: Path) -> dict[str, Any]:

@@ -375,7 +375,7 @@ async def _housekeeping(runtime: Runtime, every: float = 60.0) -> None:
             purged = await runtime.download.purge_sessions()
             if closed or purged:
                 log.info("housekeeping: closed %d expired download sessions, deleted %d", closed, purged)
-        except Exception as exc:  # a database hiccup must not stop housekeeping for good; one line, not a traceback
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop housekeeping for good; one line, not a traceback
             log.warning("housekeeping failed: %s", exc)
         await asyncio.sleep(every)
 

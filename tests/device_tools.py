@@ -123,7 +123,9 @@ async def authenticate(download: Any, device: Device, matching_id: str | None, a
         raise
 
 
-async def get_bpp(download: Any, device: Device, transaction_id: str, auth: dict[str, Any], code: str | None, *, hex_code: bool = False) -> dict[str, Any]:
+async def get_bpp(
+    download: Any, device: Device, transaction_id: str, auth: dict[str, Any], code: str | None, *, hex_code: bool = False
+) -> dict[str, Any]:
     """ES10b.PrepareDownload (with hashCc of ``code`` when the server asks for one; ``hex_code`` hashes its
     hex-decoded bytes, as some test tools do) + getBoundProfilePackage."""
     signed2_der = b64decode(auth["smdpSigned2"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def codes(result: DownloadResult) -> tuple[str | None, str | None]:
 
 # --- crafted eUICC credentials ------------------------------------------------------------------------
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 PAST = (NOW - timedelta(days=400), NOW - timedelta(days=1))
 
 

@@ -92,7 +92,7 @@ def argv_for(path: tuple[str, ...], parser: argparse.ArgumentParser, files: dict
             argv.append(str(positional_file))
         else:
             argv += bad_value(action, files)
-    for dest, action in options.items():
+    for action in options.values():
         if action.required:
             argv += [action.option_strings[0], *bad_value(action, files)]
     # a required mutually exclusive group (euicc serve --socket | --connect)
@@ -280,13 +280,15 @@ def test_output_files_are_not_overwritten_without_force(tmp_path: Path) -> None:
     rows.write_text("profile_type,eid,confirmation_code\ntravel,,no\n")
     out = tmp_path / "codes.csv"
     out.write_text("precious\n")
-    refused = run(["order", "batch", str(rows), "--data-dir", str(data), "--out", str(out), "--url", UNREACHABLE_URL, "--token", "smdp_x"])
+    batch = ["order", "batch", str(rows), "--data-dir", str(data), "--out", str(out), "--url", UNREACHABLE_URL, "--token", "smdp_x"]
+    refused = run(batch)
     assert refused.returncode == EXIT_USAGE and "--out" in refused.stderr and "--force" in refused.stderr
     assert out.read_text() == "precious\n"
-    forced = run(["order", "batch", str(rows), "--data-dir", str(data), "--out", str(out), "--url", UNREACHABLE_URL, "--token", "smdp_x", "--force"])
-    assert forced.returncode == EXIT_UNREACHABLE and out.read_bytes() == b"row,iccid,eid,matching_id,activation_code,confirmation_code,error\n"
+    forced = run([*batch, "--force"])
+    assert forced.returncode == EXIT_UNREACHABLE
+    assert out.read_bytes() == b"row,iccid,eid,matching_id,activation_code,confirmation_code,error\n"
     out.unlink()
-    crlf = run(["order", "batch", str(rows), "--data-dir", str(data), "--out", str(out), "--url", UNREACHABLE_URL, "--token", "smdp_x", "--crlf"])
+    crlf = run([*batch, "--crlf"])
     assert crlf.returncode == EXIT_UNREACHABLE and out.read_bytes().endswith(b",error\r\n")
     # profile generate: --key-file and --activation-codes
     keys = tmp_path / "keys.csv"
@@ -307,10 +309,12 @@ def test_malformed_batch_csv(tmp_path: Path) -> None:
     data.mkdir()
     rows = tmp_path / "rows.csv"
     rows.write_bytes(b"\xff\xfe garbage \x00\n")
-    bad = run(["order", "batch", str(rows), "--data-dir", str(data), "--out", str(tmp_path / "o.csv"), "--url", UNREACHABLE_URL, "--token", "smdp_x"])
-    assert bad.returncode == EXIT_FAILED and bad.stderr.startswith("smdp: ") and not (tmp_path / "o.csv").exists()
+    out = tmp_path / "o.csv"
+    batch = ["order", "batch", str(rows), "--data-dir", str(data), "--out", str(out), "--url", UNREACHABLE_URL, "--token", "smdp_x"]
+    bad = run(batch)
+    assert bad.returncode == EXIT_FAILED and bad.stderr.startswith("smdp: ") and not out.exists()
     rows.write_text("name,age\nx,1\n")
-    wrong = run(["order", "batch", str(rows), "--data-dir", str(data), "--out", str(tmp_path / "o.csv"), "--url", UNREACHABLE_URL, "--token", "smdp_x"])
+    wrong = run(batch)
     assert wrong.returncode == EXIT_FAILED and "profile_type" in wrong.stderr
 
 
@@ -332,7 +336,8 @@ async def test_operator_callback_shows_unless_told_to_change(tmp_path: Path, cap
     shown = await cli("operator", "callback", "acme")  # shows; changes nothing
     assert shown == {"operator": "acme", "callbackUrl": "https://ops.example/es2", "callbackCa": False}
     assert (await cli("operator", "callback", "acme"))["callbackUrl"] == "https://ops.example/es2"
-    assert (await cli("operator", "callback", "acme", "https://ops.example/v2"))["callbackUrl"] == "https://ops.example/v2"  # positional = --set
+    # a positional URL is the same as --set
+    assert (await cli("operator", "callback", "acme", "https://ops.example/v2"))["callbackUrl"] == "https://ops.example/v2"
     assert (await cli("operator", "callback", "acme", "--clear"))["callbackUrl"] is None
     assert (await cli("operator", "callback", "acme"))["callbackUrl"] is None
     args = build_parser().parse_args(["operator", "callback", "acme", "--ca-file", str(tmp_path / "ca.pem"), *common])
@@ -348,7 +353,8 @@ def test_only_serve_and_pki_init_create_the_data_dir(tmp_path: Path) -> None:
     for argv in (["profile", "list"], ["db", "status"], ["db", "upgrade"], ["operator", "add", "x"], ["lpa", "list"],
                  ["outbox", "list"], ["profile-type", "list"], ["order", "new", "--profile-type", "t"]):  # fmt: skip
         result = run([*argv, "--data-dir", str(missing)])
-        assert result.returncode == EXIT_USAGE and "does not exist" in result.stderr and "smdp pki init" in result.stderr, (argv, result.stderr)
+        assert result.returncode == EXIT_USAGE, (argv, result.stderr)
+        assert "does not exist" in result.stderr and "smdp pki init" in result.stderr, (argv, result.stderr)
         assert not missing.exists(), argv
     assert main(["pki", "init", "--data-dir", str(missing)]) == 0
     assert (missing / "certs" / "pki.toml").exists()

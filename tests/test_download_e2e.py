@@ -166,7 +166,9 @@ async def test_success_bodies_hold_exactly_the_sgp22_keys(server: RunningServer,
     result = await run_download(open_euicc(tmp_path, server.manifest), f"LPA:1${server.address}$KEYS-1", client)
     assert result.ok
     expected = {
-        "initiateAuthentication": {"header", "transactionId", "serverSigned1", "serverSignature1", "euiccCiPKIdToBeUsed", "serverCertificate"},
+        "initiateAuthentication": {
+            "header", "transactionId", "serverSigned1", "serverSignature1", "euiccCiPKIdToBeUsed", "serverCertificate"
+        },
         "authenticateClient": {"header", "transactionId", "profileMetadata", "smdpSigned2", "smdpSignature2", "smdpCertificate"},
         "getBoundProfilePackage": {"header", "transactionId", "boundProfilePackage"},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -261,17 +262,18 @@ async def test_initiate_authentication_refusals(server: RunningServer, tmp_path:
 
 
 async def test_expired_sessions_are_closed_and_refused(server: RunningServer, tmp_path: Path) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     async with HookedClient() as client:  # a session abandoned after initiateAuthentication
         await client.call(server.address, "initiateAuthentication", _initiate_body(open_euicc(tmp_path, server.manifest), server.address))
     async with server.db.transaction() as db:
         for row in (await db.exec(select(DownloadSession))).all():
-            row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+            row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
             db.add(row)
     assert await server.download.expire_sessions() == 1
     async with server.db.transaction() as db:
         rows = (await db.exec(select(DownloadSession))).all()
     assert [(r.step, r.status_code) for r in rows] == [("failed", "expired")]
     async with HookedClient() as raw:
-        assert await _raw(raw, server, "authenticateClient", {"transactionId": rows[0].transaction_id, "authenticateServerResponse": "MAA="}) == ("8.10.1", "3.9")
+        body = {"transactionId": rows[0].transaction_id, "authenticateServerResponse": "MAA="}
+        assert await _raw(raw, server, "authenticateClient", body) == ("8.10.1", "3.9")

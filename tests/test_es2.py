@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -90,7 +90,8 @@ async def test_es2_error_codes(server: RunningServer, es2, tmp_path: Path) -> No
     assert await es2_error(es2.call("downloadOrder")) == ("1.6", "2.3")
     # SGP.22 5.3.2: an empty matchingId is the default SM-DP+ use case, which needs the EID
     assert await es2_error(es2.call("confirmOrder", iccid=first, matchingId="", releaseFlag=True)) == ("8.1.1", "2.2")
-    assert await es2_error(es2.call("confirmOrder", iccid=first, matchingId="", smdsAddress="not a host", releaseFlag=True)) == ("8.9", "5.1")
+    bad_smds = es2.call("confirmOrder", iccid=first, matchingId="", smdsAddress="not a host", releaseFlag=True)
+    assert await es2_error(bad_smds) == ("8.9", "5.1")
     await es2.call("confirmOrder", iccid=first, matchingId="MID-1", releaseFlag=True)
     await es2.call("downloadOrder", iccid=second, eid=euicc.eid)
     assert await es2_error(es2.call("confirmOrder", iccid=second, matchingId="MID-1", releaseFlag=True)) == ("8.2.6", "3.3")
@@ -100,7 +101,8 @@ async def test_es2_error_codes(server: RunningServer, es2, tmp_path: Path) -> No
     assert await es2_error(es2.call("confirmOrder", iccid=second, eid=random_eid("89049032"), releaseFlag=True)) == ("8.1.1", "3.10")
     assert await es2_error(es2.call("confirmOrder", iccid=second, eid=wrong_eid + "00", releaseFlag=True)) == ("8.1.1", "2.1")
     assert eid_check_digits(wrong_eid) != "00" or True
-    assert await es2_error(es2.call("cancelOrder", iccid=first, matchingId="MID-2", finalProfileStatusIndicator="Available")) == ("8.2.6", "3.10")
+    unknown_mid = es2.call("cancelOrder", iccid=first, matchingId="MID-2", finalProfileStatusIndicator="Available")
+    assert await es2_error(unknown_mid) == ("8.2.6", "3.10")
     assert await es2_error(es2.call("releaseProfile", iccid=third)) == ("8.2.1", "3.5")
     assert await es2_error(es2.call("cancelOrder", iccid=first, finalProfileStatusIndicator="Gone")) == ("1.6", "2.1")
     # the default SM-DP+ flow: EID bound, no matching ID
@@ -114,7 +116,8 @@ async def test_es2_error_codes(server: RunningServer, es2, tmp_path: Path) -> No
     assert await _state(server, second) == "Installed"
     # an order made for an EID is cancelled by naming it; an Installed profile can't be cancelled
     assert await es2_error(es2.call("cancelOrder", iccid=second, finalProfileStatusIndicator="Available")) == ("8.1.1", "2.2")
-    assert await es2_error(es2.call("cancelOrder", iccid=second, eid=euicc.eid, finalProfileStatusIndicator="Available")) == ("8.2.1", "3.5")
+    installed = es2.call("cancelOrder", iccid=second, eid=euicc.eid, finalProfileStatusIndicator="Available")
+    assert await es2_error(installed) == ("8.2.1", "3.5")
     await es2.call("cancelOrder", iccid=first, matchingId="MID-1", finalProfileStatusIndicator="Unavailable")
     assert await _state(server, first) == "Unavailable"
 
@@ -127,7 +130,7 @@ async def test_download_refusals_from_the_lifecycle(server: RunningServer, es2, 
         await es2.call("confirmOrder", iccid=iccid, matchingId=mid, releaseFlag=iccid != confirmed)
     async with server.db.transaction() as db:
         for iccid, change in [
-            (expired, {"expires_at": datetime.now(timezone.utc) - timedelta(minutes=1)}),
+            (expired, {"expires_at": datetime.now(UTC) - timedelta(minutes=1)}),
             (exhausted, {"max_download_attempts": 1, "download_attempts": 1}),
             (ppr, {"profile_metadata": {"serviceProviderName": "x", "profileName": "y", "profilePolicyRules": ["ppr1"]}}),
         ]:
@@ -179,16 +182,20 @@ async def test_es2_callers_must_authenticate(server: RunningServer, es2) -> None
     [b"{", b"[]", b'{"header": 1}', b'{"header": {"functionRequesterIdentifier": "acme"}}',
      b'{"header": {"functionRequesterIdentifier": "acme", "functionCallIdentifier": "1"}, "iccid": 5}',
      b'{"header": {"functionRequesterIdentifier": "acme", "functionCallIdentifier": "1"}, "iccid": "12ab"}',
-     b'{"header": {"functionRequesterIdentifier": "acme", "functionCallIdentifier": "1"}, "iccid": "89999999999999999990", "releaseFlag": "yes"}'],
+     b'{"header": {"functionRequesterIdentifier": "acme", "functionCallIdentifier": "1"}, '
+     b'"iccid": "89999999999999999990", "releaseFlag": "yes"}'],
 )
 @pytest.mark.parametrize("function", ["downloadOrder", "confirmOrder", "cancelOrder", "releaseProfile"])
 async def test_malformed_es2_requests_get_sgp22_errors_and_change_nothing(server: RunningServer, es2, function: str, body: bytes) -> None:  # type: ignore[no-untyped-def]
     (iccid,) = await stock_profiles(server, "acme", 1)
     headers = {"Content-Type": "application/json", "X-Admin-Protocol": "gsma/rsp/v2.2.0", "Authorization": f"Bearer {es2.token}"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
-        async with http.post(f"https://{server.address}/gsma/rsp2/es2plus/{function}", data=body, headers=headers) as response:
-            assert response.status == 200
-            answer = json.loads(await response.read())
+    url = f"https://{server.address}/gsma/rsp2/es2plus/{function}"
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http,
+        http.post(url, data=body, headers=headers) as response,
+    ):
+        assert response.status == 200
+        answer = json.loads(await response.read())
     assert answer["header"]["functionExecutionStatus"]["status"] == "Failed"
     assert set(answer["header"]["functionExecutionStatus"]["statusCodeData"]) >= {"subjectCode", "reasonCode"}
     assert await _state(server, iccid) == "Available"
@@ -214,7 +221,7 @@ async def test_callbacks_survive_a_failing_endpoint_and_a_restart(tmp_path: Path
         stack.push_async_callback(restarted_stack.aclose)
         async with restarted.db.transaction() as db:  # retry now instead of after the backoff
             for event in (await db.exec(select(OutboxEvent))).all():
-                event.next_attempt_at = datetime.now(timezone.utc)
+                event.next_attempt_at = datetime.now(UTC)
                 db.add(event)
         await _wait_for(lambda: len(endpoint.received) >= 3)
         await asyncio.sleep(0.5)
@@ -234,15 +241,17 @@ async def test_profile_type_lifecycle_settings_reach_orders_and_downloads(server
     from tests.es2_tools import operator_id
 
     template = build_demo_profile("8999000000000000001", "001010000000001", os.urandom(16), os.urandom(16))
-    await create_profile_type(server.db, "bench", template, algorithm="template", reusable=True, max_download_attempts=3, order_validity_days=2)
+    await create_profile_type(
+        server.db, "bench", template, algorithm="template", reusable=True, max_download_attempts=3, order_validity_days=2
+    )
     await generate_profiles(server.db, "bench", IdentityRange("899911000000000000", "001010000000500", 1),
                             key_file=tmp_path / "keys.csv", operator_id=await operator_id(server, "acme"))
     order = await place_order(es2, profile_type="bench")
     async with server.db.transaction() as db:
         profile = (await db.exec(select(Profile).where(Profile.iccid == order.iccid))).one()
     assert profile.reusable and profile.max_download_attempts == 3
-    expires = profile.expires_at if profile.expires_at.tzinfo else profile.expires_at.replace(tzinfo=timezone.utc)
-    assert timedelta(days=1, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=2)
+    expires = profile.expires_at if profile.expires_at.tzinfo else profile.expires_at.replace(tzinfo=UTC)
+    assert timedelta(days=1, hours=23) < expires - datetime.now(UTC) <= timedelta(days=2)
     results = [await run_download(open_euicc(tmp_path, server.manifest, name=f"bench{n}"), order.activation_code) for n in range(4)]
     assert [r.ok for r in results] == [True, True, True, False] and codes(results[3]) == ("8.8.5", "6.4")
 

@@ -61,7 +61,7 @@ async def test_wrong_confirmation_code_leaves_the_session_usable_until_the_limit
     download: DownloadService, tmp_path: Path, pki_manifest: Path
 ) -> None:
     """SGP.22 5.6.3: 8.2.7/3.8 keeps the session; the third wrong code is 8.2.7/6.4 and ends it."""
-    iccid, matching_id, device, tid, auth = await _after_a_wrong_code(download, tmp_path, pki_manifest)
+    _iccid, matching_id, device, tid, auth = await _after_a_wrong_code(download, tmp_path, pki_manifest)
     assert (await _row(download, DownloadSession, transaction_id=tid)).step == "authenticated"  # type: ignore[attr-defined]
     assert await _code(get_bpp(download, device, tid, auth, "11111111")) == ("8.2.7", "3.8")
     assert await _code(get_bpp(download, device, tid, auth, "22222222")) == ("8.2.7", "6.4")
@@ -75,7 +75,7 @@ async def test_right_confirmation_code_after_a_wrong_one_in_the_same_session(
     download: DownloadService, tmp_path: Path, pki_manifest: Path
 ) -> None:
     """A correct code in the same session gets the BPP and resets the failure count."""
-    iccid, matching_id, device, tid, auth = await _after_a_wrong_code(download, tmp_path, pki_manifest)
+    iccid, _matching_id, device, tid, auth = await _after_a_wrong_code(download, tmp_path, pki_manifest)
     assert (await _row(download, Profile, iccid=iccid)).cc_failures == 1  # type: ignore[attr-defined]
     answer = await get_bpp(download, device, tid, auth, "12345678")
     assert answer["transactionId"] == tid and answer["boundProfilePackage"]

@@ -284,7 +284,11 @@ def _special(name: str) -> list[tuple[str, Any, Code]]:
             ("iccid in reading order", b64(installation_result(meta=metadata(iccid=encode_header_iccid(ICCID)))), UNKNOWN_SESSION),
             ("iccid absent", b64(installation_result(meta=metadata(iccid=None))), UNKNOWN_SESSION),
             ("error result", b64(installation_result(final=("errorResult", {"bppCommandId": 3, "errorReason": 1}))), UNKNOWN_SESSION),
-            ("other notification, certificate no eUICC's", b64(other_notification(metadata(iccid=None, event="delete"), _CERTIFICATE)), SIGNATURE_INVALID),
+            (
+                "other notification, certificate no eUICC's",
+                b64(other_notification(metadata(iccid=None, event="delete"), _CERTIFICATE)),
+                SIGNATURE_INVALID,
+            ),
         ]
     if name == "euiccInfo1":
         return [
@@ -388,7 +392,7 @@ json_values = st.recursive(
 def test_es9_random_json_never_breaks_the_server(threaded: ThreadedServer, data: st.DataObject) -> None:
     function = data.draw(st.sampled_from(sorted(ENDPOINTS)))
     names = ENDPOINTS[function]
-    body = data.draw(st.dictionaries(st.sampled_from(names + ["extra"]), json_values, max_size=len(names) + 1))
+    body = data.draw(st.dictionaries(st.sampled_from([*names, "extra"]), json_values, max_size=len(names) + 1))
     status, answer = threaded.post(function, json.dumps(body).encode())
     code = assert_sgp22_failure(status, answer)
     assert (code["subjectCode"], code["reasonCode"]) in RANDOM_JSON_CODES, code["message"]

@@ -3,11 +3,24 @@ LoadBoundProfilePackage (SGP.22 5.7.13, 5.7.5, 5.7.14, 5.7.6) against a fake SM-
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
+    World,
+    authenticate,
+    bpp_for,
+    challenge,
+    decode,
+    demo_profile,
+    euicc_pki,
+    install,
+    make_iccid,
+    new_world,
+    prepare,
+)
 
 from smdp.codec import asn1
 from smdp.codec.tlv import iter_tlvs, read_tlv, tlv
@@ -18,19 +31,6 @@ from smdp.euicc import EuiccCommandError
 from smdp.pki.issue import issue_ci, issue_dpauth
 from smdp.profiles.saip import split_profile_elements
 from smdp.rsp.es10b import segment_bpp
-from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
-    World,
-    authenticate,
-    bpp_for,
-    challenge,
-    decode,
-    demo_profile,
-    install,
-    make_iccid,
-    new_world,
-    euicc_pki,
-    prepare,
-)
 
 
 @pytest.fixture(params=["nist", "brainpool"])
@@ -136,7 +136,7 @@ def test_authenticate_server_rejects_dpauth_with_wrong_role(world: World) -> Non
 
 
 def test_authenticate_server_rejects_expired_dpauth(euicc_pki: Path, tmp_path: Path) -> None:
-    later = datetime.now(timezone.utc) + timedelta(days=365 * 40)  # past every test certificate
+    later = datetime.now(UTC) + timedelta(days=365 * 40)  # past every test certificate
     world = new_world(euicc_pki, tmp_path, "nist", clock=lambda: later)
     assert auth_error(world, world.server.authenticate_server_request(challenge(world.euicc))) == 1
 
@@ -238,10 +238,10 @@ def test_load_bpp_streams_as_lpa_segments_with_empty_intermediate_answers(nist: 
 @pytest.mark.parametrize(
     "edit",
     [
-        pytest.param(lambda s: [s[0], bytes([s[1][0]]) + s[1][1:-1] + bytes([s[1][-1] ^ 1])] + s[2:], id="tampered"),
-        pytest.param(lambda s: [s[1], s[0]] + s[2:], id="reordered"),
+        pytest.param(lambda s: [s[0], bytes([s[1][0]]) + s[1][1:-1] + bytes([s[1][-1] ^ 1]), *s[2:]], id="tampered"),
+        pytest.param(lambda s: [s[1], s[0], *s[2:]], id="reordered"),
         pytest.param(lambda s: s[1:], id="dropped"),
-        pytest.param(lambda s: [s[0], s[0]] + s[1:], id="replayed"),
+        pytest.param(lambda s: [s[0], s[0], *s[1:]], id="replayed"),
     ],
 )
 def test_load_bpp_rejects_bad_profile_segment_with_scp03t_security_error(nist: World, edit) -> None:
@@ -304,7 +304,7 @@ def test_failed_install_keeps_one_time_key_for_download_retry(nist: World) -> No
     iccid = make_iccid(11)
     authenticate(nist)
     first = prepare(nist)
-    bad = rebuild(bpp_for(nist, first, iccid), 0xA3, lambda s: s[:-1] + [s[-1][:-1] + bytes([s[-1][-1] ^ 1])])
+    bad = rebuild(bpp_for(nist, first, iccid), 0xA3, lambda s: [*s[:-1], s[-1][:-1] + bytes([s[-1][-1] ^ 1])])
     assert error_result(nist.euicc.load_bound_profile_package(bad))[1] == 8
     authenticate(nist)
     retry = prepare(nist, bpp_euicc_otpk=first["euiccOtpk"])

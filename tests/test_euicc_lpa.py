@@ -12,14 +12,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from cryptography import x509
-
-from smdp.codec.b64 import b64decode, b64encode
-from smdp.codec.tlv import iter_tlvs, read_tlv
-from smdp.lpa.download import download, process_notifications
-from smdp.lpa.es9client import Es9Client, Es9Error
-from smdp.pki.store import load_server_credentials
-from smdp.pki.tls import server_ssl_context
-from smdp.rsp.es10b import segment_bpp
 from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
     FakeSmdp,
     World,
@@ -34,6 +26,13 @@ from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
     store_metadata,
 )
 
+from smdp.codec.b64 import b64decode, b64encode
+from smdp.codec.tlv import iter_tlvs, read_tlv
+from smdp.lpa.download import download, process_notifications
+from smdp.lpa.es9client import Es9Client, Es9Error
+from smdp.pki.store import load_server_credentials
+from smdp.pki.tls import server_ssl_context
+from smdp.rsp.es10b import segment_bpp
 
 # --- segmentation ---------------------------------------------------------------------------------
 

@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
+    World,
+    decode,
+    euicc_pki,
+    install,
+    make_iccid,
+    new_world,
+)
 
 from smdp.codec import asn1
 from smdp.codec.tlv import iter_tlvs, read_tlv
@@ -16,14 +24,6 @@ from smdp.crypto import ecdsa
 from smdp.euicc import EuiccCommandError, StateError, VirtualEuicc
 from smdp.lpa import es10
 from smdp.profiles.saip import encode_iccid
-from test_euicc_fakes import (  # noqa: F401 - euicc_pki is a fixture
-    World,
-    decode,
-    install,
-    make_iccid,
-    new_world,
-    euicc_pki,
-)
 
 NOTIFY_ALL = [
     {"profileManagementOperation": (b"\x70", 4), "notificationAddress": "events.example.com"},  # enable/disable/delete

@@ -116,7 +116,7 @@ async def test_a_call_posts_compact_json_with_the_binding_headers_and_returns_th
     got = await client.post(peer.url("fn"), "fn", {"x": "é", "n": 1}, headers={"Authorization": "Bearer t"})
     assert got == executed(iccid="8999", nested={"a": [1, 2]})
     (name, headers, raw), = peer.requests
-    assert name == "fn" and raw == '{"x":"\\u00e9","n":1}'.encode()
+    assert name == "fn" and raw == b'{"x":"\\u00e9","n":1}'
     assert headers["X-Admin-Protocol"] == ADMIN_PROTOCOL == "gsma/rsp/v2.2.0"
     assert headers["Content-Type"] == "application/json;charset=UTF-8"
     assert headers["Authorization"] == "Bearer t"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,10 +311,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         if session is None or session.auth is None:
             return
         response = es10.cancel_session(session.device.euicc, bytes.fromhex(session.transaction_id), "endUserRejection")
-        try:
-            self.world.run(self.world.download.cancel_session({"transactionId": session.transaction_id, "cancelSessionResponse": b64encode(response)}))
-        except RspError:
-            pass
+        body = {"transactionId": session.transaction_id, "cancelSessionResponse": b64encode(response)}
+        with suppress(RspError):
+            self.world.run(self.world.download.cancel_session(body))
 
     @rule(s=st.integers(0, 50), success=st.booleans(), repeat=st.booleans())
     def installation_result(self, s: int, success: bool, repeat: bool) -> None:

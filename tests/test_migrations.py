@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from smdp.store.tables import DownloadSession, Notification, Operator, OutboxEve
 ICCID = "8988247000000000017"
 EID = "89049032123451234512345678901235"
 CODE = "1234"
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def old_rows(der: bytes) -> dict[str, list[dict]]:
@@ -84,7 +84,7 @@ async def schema_diffs(db: Database) -> list:
 
 
 def utc(value: datetime | None) -> datetime | None:  # SQLite gives naive datetimes back
-    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def test_fresh_database_is_head_and_equals_the_metadata(database_url: str) -> None:

@@ -14,10 +14,12 @@ from tests.conftest import RunningServer
 async def test_openapi_document_is_served_valid_and_complete(server: RunningServer) -> None:
     kept = json.loads(OPENAPI.read_text())
     validate(kept)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
-        async with http.get(f"https://{server.address}/openapi.json") as response:
-            assert response.status == 200
-            assert await response.json() == kept
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http,
+        http.get(f"https://{server.address}/openapi.json") as response,
+    ):
+        assert response.status == 200
+        assert await response.json() == kept
     from smdp.web.app import make_app
 
     app = make_app(server.download, server.runtime.ordering)  # type: ignore[attr-defined]

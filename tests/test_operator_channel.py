@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def _name(common_name: str) -> x509.Name:
 
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey,
                  *, ca: bool, names: list[x509.GeneralName]) -> x509.Certificate:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject)).issuer_name(_name(issuer)).public_key(key.public_key())
@@ -388,7 +388,8 @@ async def test_dead_letters_after_the_limit_listed_and_retried(
 
             await wait_for(all_delivered)
         assert endpoint.received == [first, second]  # the operator's order, whatever the order of the retries
-        assert [r["state"] for r in await cli("outbox", "list", "--operator", "acme", "--state", "delivered", "--json")] == ["delivered"] * 2
+        delivered = await cli("outbox", "list", "--operator", "acme", "--state", "delivered", "--json")
+        assert [r["state"] for r in delivered] == ["delivered"] * 2
 
 
 async def test_an_old_event_dies_after_its_next_failed_attempt(db: Database) -> None:
@@ -398,7 +399,7 @@ async def test_an_old_event_dies_after_its_next_failed_attempt(db: Database) -> 
         (old,) = await queue(db, "acme", 1)
         async with db.transaction() as session:
             event = (await session.exec(select(OutboxEvent).where(OutboxEvent.event_id == old))).one()
-            event.created_at = datetime.now(timezone.utc) - timedelta(hours=25)
+            event.created_at = datetime.now(UTC) - timedelta(hours=25)
             session.add(event)
         async with delivering(Outbox(db, poll=0.01)):
             async def dead() -> bool:

@@ -67,7 +67,7 @@ def test_smdp_oid_defaults_to_dpauth_subject_alt_name(pki: Path) -> None:
 
 def test_smdp_oid_must_match_dpauth_certificates(pki: Path) -> None:
     manifest = edit_manifest(pki, 'smdp_oid = "2.999.10"', 'smdp_oid = "2.999.11"')
-    with pytest.raises(PkiConfigError, match="2.999.11"):
+    with pytest.raises(PkiConfigError, match=r"2\.999\.11"):
         load_server_credentials(manifest)
 
 

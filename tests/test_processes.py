@@ -189,7 +189,9 @@ def test_operator_cli_batch_orders_qr_codes_and_example_script(tmp_path: Path, s
     rows = tmp_path / "rows.csv"
     rows.write_text("profile_type,iccid,eid,confirmation_code\ntravel,,,no\ntravel,,,yes\n,89999999999999999990,,no\n")
     out = tmp_path / "codes.csv"
-    batch = smdp("order", "batch", str(rows), "--data-dir", data, "--out", str(out), "--qr-dir", str(tmp_path / "qr"), "--json", check=False)
+    batch = smdp(
+        "order", "batch", str(rows), "--data-dir", data, "--out", str(out), "--qr-dir", str(tmp_path / "qr"), "--json", check=False
+    )
     assert batch.returncode == 1 and json.loads(batch.stdout) == {"rows": 3, "ordered": 2, "failed": 1, "out": str(out)}
     written = list(csv.DictReader(out.open()))
     assert [bool(r["activation_code"]) for r in written] == [True, True, False]
@@ -197,7 +199,8 @@ def test_operator_cli_batch_orders_qr_codes_and_example_script(tmp_path: Path, s
     assert written[1]["confirmation_code"] and written[1]["activation_code"].endswith("$$1")
     assert sorted(p.suffix for p in (tmp_path / "qr").iterdir()) == [".png", ".png", ".svg", ".svg"]
 
-    downloaded = smdp("lpa", "download", "--data-dir", data, "--confirmation-code", written[1]["confirmation_code"], written[1]["activation_code"])
+    confirmation_code, activation_code = written[1]["confirmation_code"], written[1]["activation_code"]
+    downloaded = smdp("lpa", "download", "--data-dir", data, "--confirmation-code", confirmation_code, activation_code)
     assert json.loads(downloaded.stdout)["ok"] is True
 
     script = subprocess.run(
@@ -217,10 +220,10 @@ async def test_concurrent_downloads_over_two_servers_never_hand_out_a_profile_tw
 
     import asyncpg
 
+    from smdp.config import load_settings, master_sealer
     from smdp.profiles.demo import build_demo_profile
     from smdp.profiles.saip import luhn_check_digit
     from smdp.services.profiles import import_profile
-    from smdp.config import load_settings, master_sealer
     from smdp.store.db import Database
     from tests.es9_tools import crafted_euicc_manifest
 

@@ -18,7 +18,7 @@ from smdp.codec.bits import bit_names
 from smdp.crypto.sealed import Sealer
 from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.metadata import MetadataError, NotificationConfiguration, ProfileMetadata
-from smdp.rsp.metadata import store_metadata_request, PPR_BITS
+from smdp.rsp.metadata import PPR_BITS, store_metadata_request
 from smdp.services.profile_types import ProfileTypeError, create_profile_type
 from smdp.services.profiles import ProfileImportError, import_profile
 from smdp.store.db import Database
@@ -54,7 +54,8 @@ def demo_profile(iccid: str = ICCID) -> bytes:
         ({"icon": "AAAA"}, "metadata: iconType is required with icon"),
         ({"iconType": "png"}, "metadata: icon is required with iconType"),
         ({"iconType": "png", "icon": 7}, "metadata: icon must be a base64 string, not a number"),
-        ({"iconType": "png", "icon": "AAA"}, "metadata: icon is not base64: base64 value length 3 is not a multiple of 4 (padding missing?)"),
+        ({"iconType": "png", "icon": "AAA"},
+         "metadata: icon is not base64: base64 value length 3 is not a multiple of 4 (padding missing?)"),
         ({"iconType": "png", "icon": "AAAA" * 342}, "metadata: icon is 1026 bytes, at most 1024 are allowed"),
         ({"profilePolicyRules": "ppr1"}, "metadata: profilePolicyRules must be a list, not a string"),
         ({"profilePolicyRules": ["ppr3"]}, "metadata: profilePolicyRules[0] must be one of pprUpdateControl, ppr1, ppr2, not 'ppr3'"),

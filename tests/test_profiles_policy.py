@@ -33,7 +33,11 @@ def bahrain_doc() -> dict[str, Any]:
     return json.loads(BAHRAIN.read_text())
 
 
-@pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".json", ".toml") and p.name != "schema.json"), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".json", ".toml") and p.name != "schema.json"),
+    ids=lambda p: p.name,
+)
 def test_every_example_policy_is_valid_and_round_trips(path: Path) -> None:
     policy = load_policy(path)
     assert parse_policy(policy.to_json()) == policy
@@ -105,9 +109,9 @@ def test_malformed_policy_is_rejected_naming_the_field(change: Any, path: str, r
 def test_invalid_json_and_toml_files_are_rejected_with_the_file_name(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text("{")
     (tmp_path / "p.toml").write_text("name = ")
-    with pytest.raises(PolicyError, match="p.json is not valid JSON"):
+    with pytest.raises(PolicyError, match=r"p\.json is not valid JSON"):
         load_policy(tmp_path / "p.json")
-    with pytest.raises(PolicyError, match="p.toml is not valid TOML"):
+    with pytest.raises(PolicyError, match=r"p\.toml is not valid TOML"):
         load_policy(tmp_path / "p.toml")
 
 

@@ -140,7 +140,9 @@ async def test_es2_confirmation_code_is_stored_sealed_and_still_checks(server: R
     assert hits(data_files(server.data_dir, url), s.needles()) == []
 
 
-async def test_an_earlier_data_directory_is_made_private_with_a_warning(tmp_path: Path, pki_manifest: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_earlier_data_directory_is_made_private_with_a_warning(
+    tmp_path: Path, pki_manifest: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = tmp_path / "data"
     (data / "old").mkdir(parents=True)
     os.chmod(data, 0o755)

@@ -93,7 +93,7 @@ def redact_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any URL make_url refuses is shown without what follows an @
         return url.split("@", 1)[-1] if "@" in url else url
 
 
@@ -395,7 +395,7 @@ _main_reports_usage = False  # True while main() parses: it prints the error its
 
 
 class SmdpArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         if not _main_reports_usage:  # build_parser().parse_args() called by others: argparse's own message
             self.print_usage(sys.stderr)
             print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8443)")
     serve.add_argument(
         "--address", action="append", default=[],
-        help="an SM-DP+ address LPAs may use (host[:port]); the first is the public one, given in ConfirmOrder answers and activation codes",
+        help="an SM-DP+ address LPAs may use (host[:port]); the first is the public one, "
+        "given in ConfirmOrder answers and activation codes",
     )
     serve.add_argument(
         "--lab-hex-confirmation-code", action="store_true",
@@ -444,11 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--operator-host", default=None, help="the address of the --operator-port listener (default: --host)")
     limits = serve.add_argument_group("connection limits (per listener)")
-    limits.add_argument("--keepalive-timeout", type=float, default=None, metavar="S", help="idle time allowed between requests (default 30)")
-    limits.add_argument("--max-connections", type=int, default=None, metavar="N", help="open connections per listener; beyond it new ones are closed at once (default 512)")
-    limits.add_argument("--tls-handshake-timeout", type=float, default=None, metavar="S", help="TCP accepted to TLS handshake done (default 10)")
-    limits.add_argument("--header-timeout", type=float, default=None, metavar="S", help="connection or first byte of a request to its headers complete (default 10)")
-    limits.add_argument("--body-timeout", type=float, default=None, metavar="S", help="headers to request body complete; then 1.6/2.1 (default 10)")
+    for flag, kind, metavar, text in (
+        ("--keepalive-timeout", float, "S", "idle time allowed between requests (default 30)"),
+        ("--max-connections", int, "N", "open connections per listener; beyond it new ones are closed at once (default 512)"),
+        ("--tls-handshake-timeout", float, "S", "TCP accepted to TLS handshake done (default 10)"),
+        ("--header-timeout", float, "S", "connection or first byte of a request to its headers complete (default 10)"),
+        ("--body-timeout", float, "S", "headers to request body complete; then 1.6/2.1 (default 10)"),
+    ):
+        limits.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     serve.add_argument(
         "--session-retention-days", type=float, default=None, metavar="DAYS",
         help="keep ended download sessions this long (late notifications are verified with them; default 30)",
@@ -553,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(args.handler(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the one error path of every command: a line, not a traceback
         if debug:
             import traceback
 
@@ -578,7 +582,7 @@ def describe_error(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
     if hasattr(args, "database_url") and type(exc).__module__.startswith(("sqlalchemy", "asyncpg")):
         try:
             error = database_error(exc, load_settings(args.data_dir, args.database_url, getattr(args, "pki", None)).database_url)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no better message than the generic one below
             error = None
         if error is not None:
             return str(error), error.code

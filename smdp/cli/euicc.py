@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from typing import Any
 
 from smdp.cli import EXIT_UNREACHABLE, EXIT_USAGE, CliError, print_result
@@ -65,10 +66,8 @@ async def cmd_euicc_serve(args: argparse.Namespace) -> int:
         shown = str(address)
     print(f"smdp: virtual eUICC {card.euicc.eid} listening on {shown} (vpcd framing)", flush=True)
     async with server:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await server.serve_forever()
-        except asyncio.CancelledError:
-            pass
     return 0
 
 

@@ -70,13 +70,16 @@ async def cmd_lpa_notifications(args: argparse.Namespace) -> int:
 
     euicc = open_virtual_euicc(args)
     if not args.send:
-        rows = [{"seqNumber": n.seq_number, "event": n.event, "address": n.address, "iccid": n.iccid} for n in es10.list_notifications(euicc)]
-        print_result(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {r['iccid'] or '-':<20} {r['address']}" for r in rows) or "no pending notifications")
+        pending = es10.list_notifications(euicc)
+        rows = [{"seqNumber": n.seq_number, "event": n.event, "address": n.address, "iccid": n.iccid} for n in pending]
+        lines = [f"{r['seqNumber']:>4} {r['event']:<8} {r['iccid'] or '-':<20} {r['address']}" for r in rows]
+        print_result(args, rows, "\n".join(lines) or "no pending notifications")
         return 0
     async with es9_client_from_args(args) as client:
         deliveries = await process_notifications(euicc, client)
     rows = [{"seqNumber": d.seq_number, "event": d.event, "delivered": d.delivered, "error": d.error} for d in deliveries]
-    print_result(args, rows, "\n".join(f"{r['seqNumber']:>4} {r['event']:<8} {'delivered' if r['delivered'] else r['error']}" for r in rows) or "nothing to send")
+    lines = [f"{r['seqNumber']:>4} {r['event']:<8} {'delivered' if r['delivered'] else r['error']}" for r in rows]
+    print_result(args, rows, "\n".join(lines) or "nothing to send")
     return 0 if all(d.delivered for d in deliveries) else 1
 
 

@@ -9,13 +9,13 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from smdp.cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, local_server_address, print_result, refuse_overwrite, settings_of
 from smdp.operator_client import Es2Client, Es2Error
 from smdp.rsp.activation import ActivationCode
-
 
 TOKEN_ENV = "SMDP_TOKEN"
 
@@ -129,8 +129,8 @@ def write_qr(activation_code: str, directory: Path, name: str) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     qr = segno.make(activation_code, error="m")
     paths = [directory / f"{name}.png", directory / f"{name}.svg"]
-    qr.save(paths[0], scale=6, border=4)
-    qr.save(paths[1], scale=4, border=4)
+    qr.save(str(paths[0]), scale=6, border=4)
+    qr.save(str(paths[1]), scale=4, border=4)
     return paths
 
 
@@ -194,7 +194,9 @@ async def cmd_order_batch(args: argparse.Namespace) -> int:
                     writer.writerow([number, row.get("iccid") or "", row.get("eid") or "", "", "", "", str(exc)])
                 else:
                     ok += 1
-                    writer.writerow([number, result.iccid, result.eid or "", result.matching_id or "", result.activation_code, code or "", ""])
+                    writer.writerow(
+                        [number, result.iccid, result.eid or "", result.matching_id or "", result.activation_code, code or "", ""]
+                    )
                     if qr_dir is not None:
                         write_qr(result.activation_code, qr_dir, result.iccid)
                 _progress(number, len(rows), failed)
@@ -343,7 +345,7 @@ async def cmd_outbox_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_outbox_retry(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from smdp.cli import open_database
     from smdp.store import outbox
@@ -355,7 +357,7 @@ async def cmd_outbox_retry(args: argparse.Namespace) -> int:
             if event is None or event.id is None:
                 raise CliError(f"no outbox event {args.id}")
             state = outbox.event_state(event)
-            if not await outbox.retry_event(session, event.id, datetime.now(timezone.utc)):
+            if not await outbox.retry_event(session, event.id, datetime.now(UTC)):
                 raise CliError(f"outbox event {args.id} is {state}, not dead: nothing to retry")
     finally:
         await db.dispose()

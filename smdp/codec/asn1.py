@@ -261,9 +261,15 @@ def decode_exact(spec: asn1tools.compiler.Specification, type_name: str, data: b
 
     asn1tools' ``decode`` ignores whatever follows the first TLV; messages received from
     the network must not carry hidden trailing data (it could differ from what a
-    signature covered).
+    signature covered).  Every complaint about ``data`` is an :data:`Asn1Error`, whatever asn1tools raised, so
+    callers catch that instead of a bare Exception.
     """
-    value, length = spec.decode_with_length(type_name, data)
+    try:
+        value, length = spec.decode_with_length(type_name, data)
+    except asn1tools.Error:
+        raise
+    except Exception as exc:  # noqa: BLE001 - asn1tools raises IndexError, ValueError, ... for some bad input
+        raise asn1tools.DecodeError(f"{type_name}: {exc}") from None
     if length != len(data):
         raise asn1tools.DecodeError(
             f"{type_name}: {len(data) - length} trailing byte(s) after offset {length}"

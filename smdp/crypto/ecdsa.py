@@ -67,7 +67,7 @@ class Curve(enum.Enum):
     @classmethod
     def of(
         cls, key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey | object
-    ) -> "Curve":
+    ) -> Curve:
         """The curve of an EC key (public or private); ValueError for any other key or curve."""
         if not isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
             raise ValueError(f"not an EC key: {type(key).__name__}")

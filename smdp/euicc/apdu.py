@@ -32,9 +32,9 @@ from smdp.euicc.errors import EuiccCommandError
 
 __all__ = [
     "ISD_R_AID",
-    "ApduEs10Channel",
     "SW",
     "ApduError",
+    "ApduEs10Channel",
     "Command",
     "Es10Processor",
     "IsdrCard",
@@ -187,7 +187,7 @@ class IsdrCard:
         # secure messaging. b8 set is the GlobalPlatform (proprietary) class with the same layout.
         if cla == 0xFF or (not cla & 0x40 and cla & 0x20):
             raise ApduError(SW.CLA_NOT_SUPPORTED, f"class {cla:02X}")
-        if cla & 0x40 and cla & 0x20 or not cla & 0x40 and cla & 0x0C:
+        if (cla & 0x40 and cla & 0x20) or (not cla & 0x40 and cla & 0x0C):
             raise ApduError(SW.SECURE_MESSAGING_NOT_SUPPORTED, f"class {cla:02X} asks for secure messaging")
         if cla & 0x10:
             raise ApduError(SW.CHAINING_NOT_SUPPORTED, f"class {cla:02X} asks for ISO command chaining")

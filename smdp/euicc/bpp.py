@@ -166,7 +166,7 @@ class BppLoader:
         try:
             value = asn1.decode_exact(asn1.rsp(), "InitialiseSecureChannelRequest", isc.raw)
             parts = list(iter_tlvs(isc.value))
-        except Exception as exc:
+        except (asn1.Asn1Error, ValueError) as exc:  # ValueError: TlvError
             raise _Failure(command, "incorrectInputValues", f"InitialiseSecureChannel: {exc}") from None
         if value["remoteOpId"] != _REMOTE_OP_INSTALL_BPP:
             raise _Failure(command, "unsupportedRemoteOperationType", f"remoteOpId {value['remoteOpId']}")
@@ -202,7 +202,7 @@ class BppLoader:
         plain = self._open_sequence(chunk, 0xA0, 0x87, "configureISDP")
         try:
             asn1.decode_exact(asn1.rsp(), "ConfigureISDPRequest", plain)
-        except Exception as exc:
+        except asn1.Asn1Error as exc:
             raise _Failure("configureISDP", "incorrectInputValues", f"ConfigureISDP: {exc}") from None
         self._stage = "metadata_header"
 
@@ -274,7 +274,7 @@ class BppLoader:
         try:
             metadata = asn1.decode_exact(asn1.rsp(), "StoreMetadataRequest", data)
             iccid = saip.decode_iccid(metadata["iccid"])
-        except Exception as exc:
+        except (asn1.Asn1Error, ValueError) as exc:
             raise _Failure(command, "incorrectInputValues", f"StoreMetadata: {exc}") from None
         self._metadata, self._iccid = data, iccid
         if iccid in self._ctx.installed_iccids:
@@ -293,7 +293,7 @@ class BppLoader:
                 keys = SessionKeys(
                     s_enc=rsk["ppkEnc"], s_mac=rsk["ppkCmac"], initial_mcv=rsk["initialMacChainingValue"]
                 )
-            except Exception as exc:
+            except (asn1.Asn1Error, ValueError) as exc:
                 raise _Failure("replaceSessionKeys", "incorrectInputValues", f"ReplaceSessionKeys: {exc}") from None
             # The '86' segments are protected with the Profile Protection Keys from here on.
             self._bsp = BspReceiver(keys)

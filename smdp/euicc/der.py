@@ -25,7 +25,7 @@ def decode_request(type_name: str, request: bytes) -> Any:
     (trailing bytes included: what was signed must be all there is)."""
     try:
         return asn1.decode_exact(asn1.rsp(), type_name, request)
-    except Exception as exc:  # asn1tools raises several unrelated types for bad input
+    except asn1.Asn1Error as exc:
         raise EuiccCommandError(f"not a valid {type_name}: {exc}") from None
 
 

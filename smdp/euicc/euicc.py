@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class VirtualEuicc:
         self._path = Path(state_path)
         self._state = state
         self._credentials = credentials
-        self.sessions = SessionManager(credentials, clock or (lambda: datetime.now(timezone.utc)))
+        self.sessions = SessionManager(credentials, clock or (lambda: datetime.now(UTC)))
         self._loader: BppLoader | None = None
         self._handlers: dict[int, Callable[[bytes], bytes]] = {
             0xBF20: self._get_euicc_info1,

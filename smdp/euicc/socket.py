@@ -108,7 +108,7 @@ async def run_session(card: IsdrCard, reader: asyncio.StreamReader, writer: asyn
     return apdus
 
 
-async def serve_card(card: IsdrCard, address: SocketAddress) -> asyncio.AbstractServer:
+async def serve_card(card: IsdrCard, address: SocketAddress) -> asyncio.Server:
     """Start listening; connections are served one after another (a second waits its turn)."""
     lock = asyncio.Lock()
 

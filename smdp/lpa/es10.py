@@ -56,7 +56,7 @@ def _call(euicc: EuiccChannel, request: bytes, response_type: str) -> Any:
     response = euicc.process(request)
     try:
         return asn1.decode_exact(asn1.rsp(), response_type, response)
-    except Exception as exc:  # asn1tools raises several unrelated types for bad input
+    except asn1.Asn1Error as exc:
         raise Es10Error(f"eUICC answered with no valid {response_type}: {exc}") from None
 
 
@@ -81,7 +81,7 @@ def get_euicc_info2(euicc: EuiccChannel) -> dict[str, Any]:
 def _check(type_name: str, der: bytes) -> None:
     try:
         asn1.decode_exact(asn1.rsp(), type_name, der)
-    except Exception as exc:
+    except asn1.Asn1Error as exc:
         raise Es10Error(f"eUICC answered with no valid {type_name}: {exc}") from None
 
 

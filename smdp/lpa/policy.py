@@ -81,9 +81,10 @@ def read_policy(euicc: EuiccChannel, iccid: str, elements: list[bytes]) -> Profi
     """The policy the eUICC returns with the Profile's information, and the steering files in
     ``elements`` (the installed Profile Elements: what the modem reads through the USIM)."""
     request = asn1.rsp().encode("ProfileInfoListRequest", {"searchCriteria": ("iccid", encode_iccid(iccid)), "tagList": _TAGS})
+    response = euicc.process(request)
     try:
-        kind, infos = asn1.decode_exact(asn1.rsp(), "ProfileInfoListResponse", euicc.process(request))
-    except Exception as exc:  # asn1tools raises several unrelated types for bad input
+        kind, infos = asn1.decode_exact(asn1.rsp(), "ProfileInfoListResponse", response)
+    except asn1.Asn1Error as exc:
         raise Es10Error(f"eUICC answered GetProfilesInfo with no valid ProfileInfoListResponse: {exc}") from None
     if kind != "profileInfoListOk" or not infos:
         raise Es10Error(f"no Profile with ICCID {iccid} on this eUICC")

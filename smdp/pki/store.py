@@ -271,7 +271,7 @@ def load_euicc_credentials(manifest: Path, curve: str | Curve) -> EuiccCredentia
             f"{manifest}: {where}: ci_cert must be a path or a non-empty list of paths"
         )
     ci_certs = [load_certificate(_resolve(v, manifest)) for v in ci_values]
-    for path, ci in zip(ci_values, ci_certs):
+    for path, ci in zip(ci_values, ci_certs, strict=True):
         _check_ci(ci, _resolve(path, manifest))
     return EuiccCredentials(
         eid=eid,

@@ -448,10 +448,7 @@ def _eid_permitted(euicc_cert: x509.Certificate, eid: str, eum_cert: x509.Certif
     subject_orgs = {
         a.value for a in euicc_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     }
-    for org, ein in _permitted_ranges(eum_cert):
-        if ein and eid.startswith(ein) and (org is None or org in subject_orgs):
-            return True
-    return False
+    return any(ein and eid.startswith(ein) and (org is None or org in subject_orgs) for org, ein in _permitted_ranges(eum_cert))
 
 
 # --- small helpers ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def _files(value: dict[str, Any]) -> list[dict[str, Any]]:
     for key, member in value.items():
         if not (key.startswith(("ef-", "df-", "adf-")) or key == "mf") or not isinstance(member, list):
             continue
-        fcp = next((item for kind, item in member if kind == "fileDescriptor"), {})
+        fcp: dict[str, Any] = next((item for kind, item in member if kind == "fileDescriptor"), {})
         entry: dict[str, Any] = {"name": key}
         if "fileID" in fcp:
             entry["fileId"] = bytes(fcp["fileID"]).hex().upper()
@@ -86,7 +86,8 @@ def inspect_package(package: ProfilePackage) -> dict[str, Any]:
             entry["algorithm"] = {1: "milenage", 2: "tuak", 3: "usim-test-algorithm"}.get(parameters.get("algorithmID"), kind) \
                 if kind == "algoParameter" else kind  # fmt: skip
         if element.name in ("pinCodes", "pukCodes"):
-            codes = value["pukCodes"] if element.name == "pukCodes" else (value["pinCodes"][1] if value["pinCodes"][0] == "pinconfig" else [])
+            pins = value["pinCodes"][1] if element.name == "pinCodes" and value["pinCodes"][0] == "pinconfig" else []
+            codes = value["pukCodes"] if element.name == "pukCodes" else pins
             entry["keyReferences"] = [f"{c['keyReference']:02X}" for c in codes]  # values are secrets: not shown
         elements.append(entry)
         offset += len(element.raw)

@@ -55,7 +55,7 @@ class PrivateCsvWriter:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise KeyFileError(f"cannot create {self._tmp}: {exc.strerror}") from None
-        self._file = open(fd, "w", newline="", encoding="ascii")
+        self._file = open(fd, "w", newline="", encoding="ascii")  # noqa: SIM115 - open until close(), which renames it
         self._csv = csv.writer(self._file, lineterminator="\r\n" if crlf else "\n")
         self._csv.writerow(header)
         self._done = False

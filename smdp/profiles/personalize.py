@@ -222,7 +222,7 @@ class Template:
         header = self._values[0]
         templates = list(header["eUICC-Mandatory-GFSTEList"])
         if TEMPLATE_OPT_USIM not in templates:
-            self._values[0] = {**header, "eUICC-Mandatory-GFSTEList": templates + [TEMPLATE_OPT_USIM]}
+            self._values[0] = {**header, "eUICC-Mandatory-GFSTEList": [*templates, TEMPLATE_OPT_USIM]}
 
     def _identification(self, index: int) -> int | None:
         value = self._values[index]
@@ -294,4 +294,4 @@ def _replace_content(items: list[tuple[str, Any]], content: bytes) -> list[tuple
         if kind == "fillFileContent" and not done:
             item, done = content, True
         result.append((kind, item))
-    return result if done else result + [("fillFileContent", content)]
+    return result if done else [*result, ("fillFileContent", content)]

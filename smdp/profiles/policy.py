@@ -335,7 +335,7 @@ def _parse_cap(doc: Any, path: str) -> DataCap:
             raise PolicyError(f"{path}.scope.countries", "must name at least one country")
         scope = CapScope("countries", tuple(_mcc(c, f"{path}.scope.countries[{i}]") for i, c in enumerate(countries)))
     else:
-        scope = CapScope(_choice(scope_doc, f"{path}.scope", SCOPES + ("{\"countries\": [...]}",)))
+        scope = CapScope(_choice(scope_doc, f"{path}.scope", (*SCOPES, '{"countries": [...]}')))
     alerts = tuple(
         _int(a, f"{path}.alerts[{i}]", 1, 100) for i, a in enumerate(_list(doc.get("alerts", []), f"{path}.alerts", 10))
     )
@@ -374,7 +374,7 @@ def _parse_background(doc: Any, path: str) -> BackgroundRules:
 def _parse_country(doc: Any, path: str) -> CountrySteering:
     doc = _fields(doc, path, ("mcc",), ("dataRoaming", "preferred", "forbidden"))
     mcc = _mcc(doc["mcc"], f"{path}.mcc")
-    preferred = []
+    preferred: list[PreferredNetwork] = []
     for i, entry in enumerate(_list(doc.get("preferred", []), f"{path}.preferred", 32)):
         where = f"{path}.preferred[{i}]"
         entry = _fields(entry, where, ("plmn",), ("access",))

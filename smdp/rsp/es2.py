@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from smdp.pki.eid import is_valid_eid
+from smdp.rsp.lifecycle import ProfileState as S
 from smdp.rsp.status import (
     EID_INVALID,
     INVALID_INPUT,
@@ -18,7 +19,6 @@ from smdp.rsp.status import (
     SMDS_ADDRESS_INVALID,
     RspError,
 )
-from smdp.rsp.lifecycle import ProfileState as S
 
 _ICCID = re.compile(r"^\d{18,19}[\dFf]?$")
 _MATCHING_ID = re.compile(r"^[A-Za-z0-9-]{1,255}$")  # what every LPA (lpac included) accepts

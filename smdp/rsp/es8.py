@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smdp.codec import asn1

@@ -7,7 +7,7 @@ change that caused it was committed; :mod:`smdp.services.outbox` delivers it lat
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +44,7 @@ async def record(
         eid=eid or profile.eid,
         point=point,
         ok=ok,
-        timestamp=datetime.now(timezone.utc),
+        timestamp=datetime.now(UTC),
         code=code,
         result_data=result_data,
     )

@@ -5,7 +5,7 @@ and changes only its own profiles (another operator's ICCID is "unknown")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -36,7 +36,7 @@ DEFAULT_ORDER_VALIDITY = timedelta(days=30)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -31,11 +31,12 @@ minute with a count (:class:`smdp.services.logthrottle.LogThrottle`).  Stopping 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -121,7 +122,7 @@ async def _complete(step: Awaitable[T]) -> T:
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -174,8 +175,8 @@ class Outbox:
         """One round: a sender task for each operator whose oldest pending event is due and that has none
         running.  Returns how many were started.  Database errors are logged (throttled), not raised."""
         try:
-            operators = await _complete(self._due_operators(datetime.now(timezone.utc)))
-        except Exception as exc:  # a database hiccup must not stop deliveries for good
+            operators = await _complete(self._due_operators(datetime.now(UTC)))
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop deliveries for good
             self.throttle.failure("outbox: delivery round failed", exc)
             return 0
         self.throttle.success()
@@ -184,7 +185,7 @@ class Outbox:
             running = self._senders.get(operator_id)
             if running is None or running.done():
                 task = self._senders[operator_id] = asyncio.create_task(self._sender(http, operator_id))
-                task.add_done_callback(lambda done, key=operator_id: self._forget(key, done))
+                task.add_done_callback(functools.partial(self._forget, operator_id))
                 started += 1
         return started
 
@@ -201,7 +202,7 @@ class Outbox:
         """Deliver one operator's due events in order; stop at the first failure (it is retried later)."""
         try:
             while True:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 head = await _complete(self._head(operator_id, now))
                 if head is None:
                     return
@@ -214,7 +215,7 @@ class Outbox:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the database: the lease runs out and the event is tried again
+        except Exception as exc:  # noqa: BLE001 - the database: the lease runs out and the event is tried again
             self.sender_throttle.failure("outbox: delivery failed", exc)
 
     async def _head(self, operator_id: int, now: datetime) -> tuple[OutboxEvent, str | None, str | None] | None:
@@ -251,7 +252,7 @@ class Outbox:
     async def _send(self, http: JsonClient, event: OutboxEvent, url: str, ca_pem: str | None) -> str:
         """Attempt delivery and record the outcome: "delivered", "failed" (retried later) or "dead"."""
         error = await self._post(http, event, url, ca_pem)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         values: dict = {"attempts": OutboxEvent.attempts + 1}
         if error is None:
             values["delivered_at"] = now

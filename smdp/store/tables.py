@@ -19,14 +19,14 @@ that caused them (a transactional outbox), and delivered by :mod:`smdp.services.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import JSON, Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def touch(row: Profile | DownloadSession, now: datetime | None = None) -> None:

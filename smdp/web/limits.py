@@ -89,7 +89,7 @@ LIMITS_KEY = web.AppKey("smdp_limits", Limits)
 class _Slot:
     """One connection's place under its listener's cap; released exactly once, whichever path ends it."""
 
-    __slots__ = ("_site", "_held")
+    __slots__ = ("_held", "_site")
 
     def __init__(self, site: LimitedSite) -> None:
         self._site = site
@@ -113,7 +113,10 @@ class _Gate(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._slot = self._site._acquire()
         if self._slot is None:
-            transport.abort()
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
             return
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()  # the ClientHello is for the TLS layer _start_tls puts in place
@@ -141,7 +144,7 @@ class _Gate(asyncio.Protocol):
             slot.release()
             transport.abort()
             raise
-        except Exception as exc:  # handshake timeout, a scanner, a client that hung up, a TLS alert
+        except Exception as exc:  # noqa: BLE001 - handshake timeout, a scanner, a client that hung up, a TLS alert
             slot.release()
             transport.abort()
             log.debug("TLS handshake failed: %r", exc)
@@ -316,7 +319,7 @@ class LimitedSite(web.BaseSite):
 
     @property
     def port(self) -> int:
-        sockets = self._server.sockets if self._server is not None else ()
+        sockets = self._server.sockets if isinstance(self._server, asyncio.Server) else ()
         return sockets[0].getsockname()[1] if sockets else self._port
 
     async def start(self) -> None:
@@ -357,4 +360,4 @@ class LimitedSite(web.BaseSite):
         task.add_done_callback(self._tasks.discard)
 
 
-__all__ = ["LIMITS_KEY", "Limits", "LimitedSite"]
+__all__ = ["LIMITS_KEY", "LimitedSite", "Limits"]
