@@ -91,6 +91,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[object]:
+    """An empty schema on SQLite and on PostgreSQL, with a master key as the CLI's open_database gives it."""
+    from smdp.crypto.sealed import Sealer
+    from smdp.store.db import Database
+
+    database = Database(database_url)
+    database.sealer = Sealer(os.urandom(32))
+    await database.create_all()
+    yield database
+    await database.dispose()
+
+
+async def table_rows(db: object, table: type) -> list:  # type: ignore[type-arg]
+    """Every row of ``table`` (a SQLModel table class)."""
+    from sqlmodel import select
+
+    async with db.transaction() as session:  # type: ignore[attr-defined]
+        return list((await session.exec(select(table))).all())
+
+
 @dataclass
 class RunningServer:
     address: str  # host:port as an activation code names it

@@ -15,7 +15,8 @@ from smdp.lpa import es10
 from smdp.pki.eid import random_eid
 from smdp.services.profiles import import_profile
 from smdp.store.tables import DownloadSession, Notification, Profile
-from tests.conftest import RunningServer, require_ts48
+from tests.conftest import RunningServer
+from tests.device_tools import demo_iccid, demo_package
 from tests.es9_tools import (
     PAST,
     HookedClient,
@@ -30,8 +31,7 @@ from tests.es9_tools import (
 
 @pytest.fixture
 async def profile_code(server: RunningServer) -> str:
-    files = require_ts48()
-    await import_profile(server.db, files[0].read_bytes(), matching_id="NEG-1")
+    await import_profile(server.db, demo_package(demo_iccid()), matching_id="NEG-1")
     return f"LPA:1${server.address}$NEG-1"
 
 
@@ -138,15 +138,13 @@ async def test_euicc_certificate_from_unknown_ci_is_refused(server: RunningServe
 
 
 async def test_profile_bound_to_another_eid_is_refused(server: RunningServer, tmp_path: Path) -> None:
-    files = require_ts48()
-    await import_profile(server.db, files[0].read_bytes(), matching_id="BOUND-1", eid=random_eid("89049032"))
+    await import_profile(server.db, demo_package(demo_iccid()), matching_id="BOUND-1", eid=random_eid("89049032"))
     result = await run_download(open_euicc(tmp_path, server.manifest), f"LPA:1${server.address}$BOUND-1")
     assert codes(result) == ("8.1.1", "3.8")
 
 
 async def test_confirmation_code_right_wrong_and_missing(server: RunningServer, tmp_path: Path) -> None:
-    files = require_ts48()
-    await import_profile(server.db, files[0].read_bytes(), matching_id="CC-1", confirmation_code="1234")
+    await import_profile(server.db, demo_package(demo_iccid()), matching_id="CC-1", confirmation_code="1234")
     code = f"LPA:1${server.address}$CC-1"
     euicc = open_euicc(tmp_path, server.manifest)
     wrong = await run_download(euicc, code, confirmation_code="9999")
@@ -169,8 +167,7 @@ async def test_confirmation_code_right_wrong_and_missing(server: RunningServer, 
 
 
 async def test_confirmation_code_blocks_after_too_many_wrong_attempts(server: RunningServer, tmp_path: Path) -> None:
-    files = require_ts48()
-    await import_profile(server.db, files[0].read_bytes(), matching_id="CC-2", confirmation_code="1234")
+    await import_profile(server.db, demo_package(demo_iccid()), matching_id="CC-2", confirmation_code="1234")
     code = f"LPA:1${server.address}$CC-2"
     euicc = open_euicc(tmp_path, server.manifest)
     outcomes = [codes(await run_download(euicc, code, confirmation_code="0000")) for _ in range(3)]

@@ -299,6 +299,27 @@ async def test_es2_over_mutual_tls_then_es9_download(lab: Lab) -> None:
     assert result.iccid == iccid
 
 
+async def test_smdp_order_new_over_mutual_tls(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator CLI reaches an mTLS listener with --client-cert/--client-key and no token; a certificate the
+    listener does not trust fails the command with exit status 3 (refused in the handshake: nothing reached)."""
+    from smdp.cli import main
+
+    (iccid,) = await stock_profiles(lab.server, "acme", 1)
+    base = ["order", "new", "--data-dir", str(lab.tmp / "data"), "--url", lab.url("ops"), "--operator", "acme",
+            "--ca", str(lab.runtime.credentials.tls_ca_cert_path), "--json"]  # fmt: skip
+    cert, key = lab.certs.acme
+    assert await asyncio.to_thread(main, [*base, "--iccid", iccid, "--client-cert", str(cert), "--client-key", str(key)]) == 0
+    placed = json.loads(capsys.readouterr().out)
+    assert placed["iccid"] == iccid and placed["activation_code"].startswith("LPA:1$")
+    stranger_cert, stranger_key = lab.certs.stranger
+    (other,) = await stock_profiles(lab.server, "acme", 1)
+    args = [*base, "--iccid", other, "--client-cert", str(stranger_cert), "--client-key", str(stranger_key)]
+    assert await asyncio.to_thread(main, args) == 3
+    assert "HTTP transport failed" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, [*base, "--iccid", iccid, "--client-key", str(key)]) == 2  # key without cert
+    assert "--client-key needs --client-cert" in capsys.readouterr().err
+
+
 async def test_a_pinned_certificate_that_is_not_self_signed(lab: Lab) -> None:
     status, answer = await get_admin(lab.url("ops"), lab.certs.beta)
     assert status == 200 and answer == {"profiles": []}

@@ -15,7 +15,6 @@ from sqlmodel import select
 
 from smdp.codec import asn1
 from smdp.codec.bits import bit_names
-from smdp.crypto.sealed import Sealer
 from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.metadata import MetadataError, NotificationConfiguration, ProfileMetadata
 from smdp.rsp.metadata import PPR_BITS, store_metadata_request
@@ -130,13 +129,6 @@ def test_notifications_default_to_the_sessions_address_unless_given() -> None:
     assert ProfileMetadata.from_json({**GOOD, "notificationConfigurationInfo": None}).notifications == ()  # as before: present = as given
 
 
-@pytest.fixture
-async def db(database_url: str):  # type: ignore[no-untyped-def]
-    database = Database(database_url)
-    database.sealer = Sealer(os.urandom(32))
-    await database.create_all()
-    yield database
-    await database.dispose()
 
 
 async def test_import_refuses_a_misspelt_field_and_stores_nothing(db: Database) -> None:

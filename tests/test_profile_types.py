@@ -10,10 +10,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
 
 from smdp.crypto.milenage import compute_opc
-from smdp.crypto.sealed import Sealer
 from smdp.profiles.demo import build_demo_profile
 from smdp.profiles.generate import IdentityRange
 from smdp.profiles.saip import luhn_check_digit, validate_profile_package
@@ -21,6 +19,7 @@ from smdp.services.profile_types import ProfileTypeError, create_profile_type, g
 from smdp.services.profiles import open_package
 from smdp.store.db import Database
 from smdp.store.tables import Profile, ProfileType
+from tests.conftest import table_rows
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 OP = bytes.fromhex("cdc202d5123e20f62b6d676ac72cb318")
@@ -35,18 +34,7 @@ def bahrain() -> dict:
     return json.loads((EXAMPLES / "bahrain-week.json").read_text())
 
 
-@pytest.fixture
-async def db(database_url: str):  # type: ignore[no-untyped-def]
-    database = Database(database_url)
-    database.sealer = Sealer(os.urandom(32))  # what the CLI's open_database gives it: the master key
-    await database.create_all()
-    yield database
-    await database.dispose()
 
-
-async def _rows(db: Database, table: type) -> list:  # type: ignore[type-arg]
-    async with db.transaction() as session:
-        return list((await session.exec(select(table))).all())
 
 
 async def test_generating_1000_profiles_gives_unique_valid_identities_and_distinct_keys(db: Database, tmp_path: Path) -> None:
@@ -61,7 +49,7 @@ async def test_generating_1000_profiles_gives_unique_valid_identities_and_distin
     assert len({k["iccid"] for k in keys}) == len({k["imsi"] for k in keys}) == 1000
     assert len({k["ki"] for k in keys}) == len({k["opc"] for k in keys}) == 1000
     assert all(bytes.fromhex(k["opc"]) == compute_opc(bytes.fromhex(k["ki"]), OP) for k in keys)
-    profiles = {p.iccid: p for p in await _rows(db, Profile)}
+    profiles = {p.iccid: p for p in await table_rows(db, Profile)}
     assert set(profiles) == {k["iccid"] for k in keys}
     for k in keys[:: 97]:  # a sample: each stored package carries exactly its key-file values
         package = validate_profile_package(open_package(db.sealer, profiles[k["iccid"]]))
@@ -81,7 +69,7 @@ async def test_generating_1000_profiles_gives_unique_valid_identities_and_distin
 async def test_without_activation_codes_profiles_are_stock_for_es2_orders(db: Database, tmp_path: Path) -> None:
     await create_profile_type(db, "plain", demo_template())
     await generate_profiles(db, "plain", IdentityRange("894900000000000100", "001010000000100", 3), key_file=tmp_path / "k.csv")
-    assert {(p.state, p.matching_id) for p in await _rows(db, Profile)} == {("Available", None)}
+    assert {(p.state, p.matching_id) for p in await table_rows(db, Profile)} == {("Available", None)}
 
 
 @pytest.mark.parametrize(
@@ -100,7 +88,7 @@ async def test_malformed_types_are_rejected_and_nothing_is_stored(
     with pytest.raises(ProfileTypeError) as caught:
         await create_profile_type(db, "broken", template, policy=policy, metadata=metadata)
     assert message in str(caught.value)
-    assert await _rows(db, ProfileType) == []
+    assert await table_rows(db, ProfileType) == []
 
 
 async def test_a_profile_type_name_is_unique(db: Database) -> None:
@@ -116,7 +104,7 @@ async def test_a_run_that_fails_midway_removes_what_it_created_and_publishes_no_
     with pytest.raises(ProfileTypeError, match="already in use"):
         await generate_profiles(db, "t", IdentityRange("894900000000000000", "001010000000000", 1500),
                                 key_file=tmp_path / "keys.csv", activation_codes=tmp_path / "ac.csv")  # fmt: skip
-    assert [p.iccid for p in await _rows(db, Profile)] == ["894900000000001200" + luhn_check_digit("894900000000001200")]
+    assert [p.iccid for p in await table_rows(db, Profile)] == ["894900000000001200" + luhn_check_digit("894900000000001200")]
     assert not (tmp_path / "keys.csv").exists() and not (tmp_path / "ac.csv").exists()
     assert not list(tmp_path.glob(".*.partial"))  # no half-written key or code file either
 
@@ -126,7 +114,7 @@ async def test_an_existing_key_file_is_never_overwritten(db: Database, tmp_path:
     (tmp_path / "keys.csv").write_text("precious")
     with pytest.raises(ProfileTypeError, match="refusing to overwrite"):
         await generate_profiles(db, "t", IdentityRange("894900000000000000", "001010000000000", 2), key_file=tmp_path / "keys.csv")
-    assert (tmp_path / "keys.csv").read_text() == "precious" and await _rows(db, Profile) == []
+    assert (tmp_path / "keys.csv").read_text() == "precious" and await table_rows(db, Profile) == []
 
 
 async def test_unknown_profile_type_is_named(db: Database, tmp_path: Path) -> None:

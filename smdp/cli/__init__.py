@@ -308,8 +308,14 @@ async def open_database(args: argparse.Namespace):  # type: ignore[no-untyped-de
 
 
 async def cmd_profile_import(args: argparse.Namespace) -> int:
+    from smdp.profiles.saip import check_iccid
     from smdp.services.profiles import ProfileImportError, import_profile
 
+    if args.iccid is not None:
+        try:
+            check_iccid(args.iccid)
+        except ValueError as exc:
+            raise CliError(f"--iccid: {exc}", EXIT_USAGE) from None
     path = Path(args.file)
     try:
         der = path.read_bytes()
@@ -334,6 +340,7 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
             operator_id=await operator_id_by_name(db, settings_of(args).data_dir, args.operator),
             profile_type=args.profile_type,
             stock=args.stock,
+            iccid=args.iccid,
         )
     except ProfileImportError as exc:
         raise CliError(f"{path}: {exc}") from None
@@ -346,6 +353,9 @@ async def cmd_profile_import(args: argparse.Namespace) -> int:
         "confirmationCodeRequired": imported.confirmation_code_required,
     }
     text = f"imported ICCID {imported.iccid}"
+    if imported.file_iccid is not None:
+        result["fileIccid"] = imported.file_iccid
+        text += f" (stamped over the file's {imported.file_iccid})"
     if imported.matching_id:
         text += f", matching ID {imported.matching_id}"
     if imported.eid:
@@ -490,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--stock", action="store_true", help="Available for ES2+ orders (no matching ID yet)")
     imp.add_argument("--profile-type", help="the profile type an ES2+ downloadOrder can ask for")
     imp.add_argument("--operator", default="default", help="the operator owning it (default: default)")
+    imp.add_argument("--iccid", help="give the profile this ICCID (Luhn-checked; written to its ProfileHeader and "
+                     "EF.ICCID), e.g. to import one GSMA TS.48 file several times")
     imp.set_defaults(handler=cmd_profile_import)
     lst = profile.add_parser("list", help="list profiles")
     common_options(lst, database=True, json_output=True)

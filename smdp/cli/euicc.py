@@ -13,7 +13,7 @@ import contextlib
 from typing import Any
 
 from smdp.cli import EXIT_UNREACHABLE, EXIT_USAGE, CliError, print_result
-from smdp.cli.lpa import open_virtual_euicc
+from smdp.cli.lpa import add_identity_options, open_virtual_euicc
 
 
 def _card(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -93,6 +93,7 @@ def add_commands(sub: Any, common: Any) -> None:
         common(parser)
         parser.add_argument("--euicc", help="virtual eUICC state file (default: DATA_DIR/euicc/CURVE.json)")
         parser.add_argument("--curve", choices=["nist", "brainpool"], default="nist", help="the eUICC's key curve")
+        add_identity_options(parser)
 
     euicc = sub.add_parser("euicc", help="the virtual eUICC as a card for other LPAs (lpac, sockets)")
     commands = euicc.add_subparsers(dest="euicc_command", required=True)

@@ -7,6 +7,7 @@ import argparse
 import csv
 import os
 import secrets
+import ssl
 import sys
 from dataclasses import dataclass
 from datetime import UTC
@@ -74,6 +75,18 @@ def client_from_args(args: argparse.Namespace) -> Es2Client:
         url = "https://" + address
         if ca is None and not args.insecure and settings.pki_manifest.exists():
             ca = load_server_credentials(settings.pki_manifest).tls_ca_cert_path
+    client_cert, client_key = getattr(args, "client_cert", None), getattr(args, "client_key", None)
+    for flag, value in (("--client-cert", client_cert), ("--client-key", client_key)):
+        if value is not None and not Path(value).is_file():
+            raise CliError(f"{flag} {value}: no such file", EXIT_USAGE)
+    if client_key is not None and client_cert is None:
+        raise CliError("--client-key needs --client-cert", EXIT_USAGE)
+    if client_cert is not None:  # mutual TLS: the certificate names the operator; a token only for client_auth "both"
+        try:
+            return Es2Client(url, token or "", args.operator or DEFAULT_OPERATOR, ca_file=ca, insecure=args.insecure,
+                             client_cert=Path(client_cert), client_key=Path(client_key) if client_key else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"--client-cert {client_cert}: cannot use it with its key: {exc}") from None
     if token is None:
         path = token_path(settings.data_dir, args.operator or DEFAULT_OPERATOR)
         if not path.exists():
@@ -393,6 +406,9 @@ def add_commands(sub: Any, common: Any) -> None:
                                            "default: the local default operator's)")
         token.add_argument("--token-file", help="file holding the API token (its first line)")
         parser.add_argument("--operator", help="operator name, the functionRequesterIdentifier (default: default)")
+        parser.add_argument("--client-cert", metavar="PEM", help="TLS client certificate (mutual TLS, SGP.22 2.6.6: a listener "
+                                                               "with client_auth mtls or both); its key too unless --client-key")
+        parser.add_argument("--client-key", metavar="PEM", help="the private key of --client-cert")
         trust = parser.add_mutually_exclusive_group()
         trust.add_argument("--ca", help="CA certificate of the server's TLS certificate")
         trust.add_argument("--insecure", action="store_true", help="don't verify the server's TLS certificate")

@@ -1,5 +1,6 @@
-"""``smdp profile inspect|generate`` and ``smdp profile-type create|list``: SAIP packages, profile
-types and batch personalization (see smdp.services.profile_types)."""
+"""``smdp profile inspect|generate|export|delete`` and ``smdp profile-type create|list``: SAIP packages,
+profile types and batch personalization (see smdp.services.profile_types), and stored profiles taken out
+(see smdp.services.profiles)."""
 
 from __future__ import annotations
 
@@ -149,8 +150,51 @@ async def cmd_profile_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_profile_export(args: argparse.Namespace) -> int:
+    from smdp.atomic import write_atomic
+    from smdp.services.profiles import ProfileError, export_package
+
+    path = Path(args.file)
+    refuse_overwrite(path, "FILE", args.force)
+    if not path.parent.is_dir():
+        raise CliError(f"FILE {path}: no directory {path.parent}", EXIT_USAGE)
+    db = await open_database(args)
+    try:
+        der = await export_package(db, args.iccid)
+    except ProfileError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await db.dispose()
+    try:  # mode 0600: the package holds the Ki, OPc and PINs in clear
+        write_atomic(path, der, 0o600, overwrite=args.force)
+    except FileExistsError:
+        raise CliError(f"FILE {path} exists; pass --force to overwrite it", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    result = {"iccid": args.iccid, "file": str(path), "size": len(der)}
+    print_result(args, result, f"exported the profile package of ICCID {args.iccid} ({len(der)} bytes, mode 0600): {path}")
+    return 0
+
+
+async def cmd_profile_delete(args: argparse.Namespace) -> int:
+    from smdp.services.profiles import ProfileError, delete_profile
+
+    db = await open_database(args)
+    try:
+        deleted = await delete_profile(db, args.iccid, force=args.force)
+    except ProfileError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await db.dispose()
+    result = {"iccid": deleted.iccid, "state": deleted.state, "downloadSessions": deleted.download_sessions,
+              "notifications": deleted.notifications}  # fmt: skip
+    print_result(args, result, f"deleted profile {deleted.iccid} ({deleted.state}; {deleted.download_sessions} download "
+                               f"session(s), {deleted.notifications} notification(s))")  # fmt: skip
+    return 0
+
+
 def add_commands(sub: Any, profile: Any, common: Any) -> None:
-    """``profile inspect`` and ``profile generate`` on the ``profile`` subparsers; ``profile-type``."""
+    """``profile inspect|generate|export|delete`` on the ``profile`` subparsers; ``profile-type``."""
     ins = profile.add_parser("inspect", help="show a SAIP profile package as a tree (and validate it)")
     common(ins, json_output=True)
     ins.add_argument("file")
@@ -173,6 +217,21 @@ def add_commands(sub: Any, profile: Any, common: Any) -> None:
                      help="CRLF line endings (RFC 4180) in --key-file and --activation-codes (default: LF)")
     gen.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     gen.set_defaults(handler=cmd_profile_generate)
+
+    exp = profile.add_parser("export", help="write a profile's unprotected profile package (DER, mode 0600) to FILE")
+    common(exp, database=True, json_output=True)
+    exp.add_argument("iccid")
+    exp.add_argument("file")
+    exp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    exp.set_defaults(handler=cmd_profile_export)
+
+    dele = profile.add_parser("delete", help="delete a profile with its download sessions and notifications")
+    common(dele, database=True, json_output=True)
+    dele.add_argument("iccid")
+    dele.add_argument("--force", action="store_true",
+                      help="delete it even while an order or a download is in progress (Allocated, Linked, Confirmed, "
+                           "Released, Downloaded)")
+    dele.set_defaults(handler=cmd_profile_delete)
 
     types = sub.add_parser("profile-type", help="profile types").add_subparsers(dest="profile_type_command", required=True)
     create = types.add_parser("create", help="register a template with its metadata defaults and policy")

@@ -177,7 +177,12 @@ def delete_profile(request: tuple[str, bytes], state: EuiccState) -> tuple[bytes
 
 
 def set_nickname(request: dict[str, Any], state: EuiccState) -> bytes:
-    """SetNicknameResponse ('BF29')."""
+    """SetNicknameResponse ('BF29'); an empty nickname clears it.
+
+    profileNickname is UTF8String (SIZE(0..64)) (SGP.22 5.7.21): a longer one is not a valid
+    command, and SetNicknameResponse has no code for it, so it is refused like any malformed data."""
+    if len(request["profileNickname"]) > 64:
+        raise EuiccCommandError(f"SetNickname: profileNickname longer than 64 characters ({len(request['profileNickname'])})")
     profile = find_profile(state, ("iccid", request["iccid"]))
     if profile is None:
         return asn1.rsp().encode("SetNicknameResponse", {"setNicknameResult": 1})  # iccidNotFound

@@ -22,6 +22,7 @@ from smdp.crypto.ecdsa import Curve
 from smdp.euicc import es10c
 from smdp.euicc import notifications as notif
 from smdp.euicc.bpp import BPP_TAGS, BppContext, BppLoader, BppOutcome
+from smdp.euicc.credentials import IdentityFiles, apply_identity
 from smdp.euicc.der import decode_request, read_header
 from smdp.euicc.errors import EuiccCommandError
 from smdp.euicc.info import PPR_BITS, EuiccInfo, euicc_info1, euicc_info2
@@ -102,12 +103,16 @@ class VirtualEuicc:
         curve: str | Curve | None = None,
         forbidden_pprs: list[str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        identity: IdentityFiles | None = None,
     ) -> VirtualEuicc:
         """Open the eUICC whose state is at ``state_path``, creating it on first use.
 
         The first call needs the PKI ``manifest`` and ``curve`` of the eUICC credentials; later
         calls take them from the state (a different manifest is accepted if it holds the same EID).
         ``forbidden_pprs`` (PprIds names) sets EUICCInfo2.forbiddenProfilePolicyRules.
+        ``identity`` replaces some of the manifest's certificates and key for this opening only (see
+        :mod:`smdp.euicc.credentials`; it is not remembered in the state): an eUICC certificate with
+        another EID then needs a state of its own.
         """
         state_path = Path(state_path)
         curve_name = curve.value if isinstance(curve, Curve) else curve
@@ -115,6 +120,8 @@ class VirtualEuicc:
             state = load_state(state_path)
             manifest_path = Path(manifest).resolve() if manifest is not None else Path(state.manifest)
             credentials = load_euicc_credentials(manifest_path, curve_name or state.curve)
+            if identity:
+                credentials = apply_identity(credentials, identity)
             if credentials.eid != state.eid:
                 raise StateError(f"{state_path}: the state belongs to EID {state.eid}, not {credentials.eid}")
             state.manifest, state.curve = str(manifest_path), credentials.curve.value
@@ -123,6 +130,8 @@ class VirtualEuicc:
                 raise StateError(f"{state_path} does not exist: a manifest and a curve are needed to create it")
             manifest_path = Path(manifest).resolve()
             credentials = load_euicc_credentials(manifest_path, curve_name)
+            if identity:
+                credentials = apply_identity(credentials, identity)
             state = EuiccState(eid=credentials.eid, curve=credentials.curve.value, manifest=str(manifest_path))
         if forbidden_pprs is not None:
             state.forbidden_pprs = list(forbidden_pprs)

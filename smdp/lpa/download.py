@@ -330,6 +330,7 @@ class NotificationDelivery:
     iccid: str | None
     delivered: bool
     error: str | None = None
+    unreachable: bool = False  # the address could not be reached (transport failure), as opposed to refused
 
 
 def _identity(item: es10.NotificationInfo) -> tuple[int, str, str, str | None]:
@@ -347,7 +348,9 @@ async def process_notifications(euicc: es10.EuiccChannel, client: Es9Client) -> 
         try:
             await client.handle_notification(item.address, pending_notification=b64encode(der))
         except Es9Error as exc:
-            deliveries.append(NotificationDelivery(*_identity(item), delivered=False, error=str(exc)))
+            deliveries.append(
+                NotificationDelivery(*_identity(item), delivered=False, error=str(exc), unreachable=exc.unreachable)
+            )
             continue
         es10.remove_notification(euicc, item.seq_number)
         deliveries.append(NotificationDelivery(*_identity(item), delivered=True))

@@ -18,9 +18,12 @@ from smdp.profiles.saip import decode_iccid, encode_iccid
 from smdp.rsp.es10b import CANCEL_REASONS, segment_bpp
 
 __all__ = [
+    "MAX_NICKNAME",
     "Es10Error",
     "EuiccChannel",
     "NotificationInfo",
+    "ProfileOperationError",
+    "ResultCode",
     "authenticate_server",
     "cancel_session",
     "delete_profile",
@@ -35,6 +38,7 @@ __all__ = [
     "load_bound_profile_package",
     "prepare_download",
     "remove_notification",
+    "result_names",
     "retrieve_notification",
     "set_nickname",
 ]
@@ -208,39 +212,113 @@ def list_profiles(euicc: EuiccChannel) -> list[dict[str, Any]]:
     return list(value)
 
 
+# The result codes of each ES10c function as SGP.22 names them (5.7.16 to 5.7.18, 5.7.21; smdp/asn1/rsp.asn).
+_RESULT_NAMES: dict[str, dict[int, str]] = {
+    "EnableProfile": {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInDisabledState", 3: "disallowedByPolicy",
+                      4: "wrongProfileReenabling", 5: "catBusy", 127: "undefinedError"},
+    "DisableProfile": {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInEnabledState", 3: "disallowedByPolicy",
+                       5: "catBusy", 127: "undefinedError"},
+    "DeleteProfile": {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInDisabledState", 3: "disallowedByPolicy",
+                      127: "undefinedError"},
+    "SetNickname": {0: "ok", 1: "iccidNotFound", 127: "undefinedError"},
+}  # fmt: skip
+
+
+def result_names(function: str) -> dict[int, str]:
+    """The named result codes of an ES10c function ("EnableProfile", "DisableProfile", ...)."""
+    return dict(_RESULT_NAMES[function])
+
+
+class ResultCode(int):
+    """An ES10c result code: still the plain integer the eUICC answered (``== 0`` is success), and
+    also its SGP.22 name, so that a refusal can be reported as the specification spells it."""
+
+    function: str
+    label: str
+
+    def __new__(cls, function: str, value: int) -> ResultCode:
+        code = super().__new__(cls, value)
+        code.function = function
+        # A code the specification does not define is shown with its number (a newer eUICC may send one).
+        code.label = _RESULT_NAMES[function].get(value, "unknownResult")
+        return code
+
+    @property
+    def ok(self) -> bool:
+        return self == 0
+
+    def __str__(self) -> str:
+        return f"{self.label}({int(self)})"
+
+    def __repr__(self) -> str:
+        return f"ResultCode({self.function!r}, {int(self)})"
+
+    def raise_for_error(self) -> None:
+        """Raise :class:`ProfileOperationError` unless the eUICC answered ok."""
+        if not self.ok:
+            raise ProfileOperationError(self)
+
+
+class ProfileOperationError(Es10Error):
+    """The eUICC understood an ES10c command and refused it; ``result`` says why."""
+
+    def __init__(self, result: ResultCode) -> None:
+        super().__init__(f"{result.function}: the eUICC answered {result}")
+        self.result = result
+
+
 def _identifier(iccid_or_aid: str) -> tuple[str, bytes]:
     # An ISD-P AID is 32 hex digits; an ICCID 18 to 20 decimal digits (lpac decides the same way).
     if len(iccid_or_aid) == 32:
-        return "isdpAid", bytes.fromhex(iccid_or_aid)
+        try:
+            return "isdpAid", bytes.fromhex(iccid_or_aid)
+        except ValueError:
+            raise Es10Error(f"{iccid_or_aid!r} is neither an ICCID nor an ISD-P AID") from None
+    if not iccid_or_aid.isdigit() or not 18 <= len(iccid_or_aid) <= 20:
+        raise Es10Error(f"{iccid_or_aid!r} is neither an ICCID (18 to 20 digits) nor an ISD-P AID (32 hex digits)")
     return "iccid", encode_iccid(iccid_or_aid)
 
 
-def enable_profile(euicc: EuiccChannel, iccid_or_aid: str, *, refresh: bool = True) -> int:
-    """ES10c.EnableProfile; returns enableResult (0 ok)."""
+# refreshFlag: False by default, as lpac sends it (`lpac profile enable ICCID [refreshflag]`, default 0).
+# With False the eUICC does not REFRESH the terminal itself (SGP.22 5.7.16): a modem-driven LPA
+# and the virtual eUICC, which has no proactive session, want exactly that.
+
+
+def enable_profile(euicc: EuiccChannel, iccid_or_aid: str, *, refresh: bool = False) -> ResultCode:
+    """ES10c.EnableProfile (SGP.22 5.7.16); returns enableResult (0 ok; :meth:`ResultCode.raise_for_error`)."""
     request = asn1.rsp().encode(
         "EnableProfileRequest", {"profileIdentifier": _identifier(iccid_or_aid), "refreshFlag": refresh}
     )
-    return _call(euicc, request, "EnableProfileResponse")["enableResult"]
+    return ResultCode("EnableProfile", _call(euicc, request, "EnableProfileResponse")["enableResult"])
 
 
-def disable_profile(euicc: EuiccChannel, iccid_or_aid: str, *, refresh: bool = True) -> int:
-    """ES10c.DisableProfile; returns disableResult (0 ok)."""
+def disable_profile(euicc: EuiccChannel, iccid_or_aid: str, *, refresh: bool = False) -> ResultCode:
+    """ES10c.DisableProfile (SGP.22 5.7.17); returns disableResult (0 ok)."""
     request = asn1.rsp().encode(
         "DisableProfileRequest", {"profileIdentifier": _identifier(iccid_or_aid), "refreshFlag": refresh}
     )
-    return _call(euicc, request, "DisableProfileResponse")["disableResult"]
+    return ResultCode("DisableProfile", _call(euicc, request, "DisableProfileResponse")["disableResult"])
 
 
-def delete_profile(euicc: EuiccChannel, iccid_or_aid: str) -> int:
-    """ES10c.DeleteProfile; returns deleteResult (0 ok)."""
+def delete_profile(euicc: EuiccChannel, iccid_or_aid: str) -> ResultCode:
+    """ES10c.DeleteProfile (SGP.22 5.7.18); returns deleteResult (0 ok)."""
     request = asn1.rsp().encode("DeleteProfileRequest", _identifier(iccid_or_aid))
-    return _call(euicc, request, "DeleteProfileResponse")["deleteResult"]
+    return ResultCode("DeleteProfile", _call(euicc, request, "DeleteProfileResponse")["deleteResult"])
 
 
-def set_nickname(euicc: EuiccChannel, iccid: str, nickname: str) -> int:
-    """ES10c.SetNickname; returns setNicknameResult (0 ok)."""
-    request = asn1.rsp().encode("SetNicknameRequest", {"iccid": encode_iccid(iccid), "profileNickname": nickname})
-    return _call(euicc, request, "SetNicknameResponse")["setNicknameResult"]
+#: SetNicknameRequest.profileNickname is UTF8String (SIZE(0..64)): 64 characters at most.
+MAX_NICKNAME = 64
+
+
+def set_nickname(euicc: EuiccChannel, iccid: str, nickname: str) -> ResultCode:
+    """ES10c.SetNickname (SGP.22 5.7.21); an empty ``nickname`` clears it. Returns setNicknameResult."""
+    if len(nickname) > MAX_NICKNAME:
+        raise Es10Error(f"a nickname has at most {MAX_NICKNAME} characters, not {len(nickname)}")
+    kind, value = _identifier(iccid)
+    if kind != "iccid":
+        raise Es10Error("SetNickname names the Profile by its ICCID, not by an ISD-P AID")
+    request = asn1.rsp().encode("SetNicknameRequest", {"iccid": value, "profileNickname": nickname})
+    return ResultCode("SetNickname", _call(euicc, request, "SetNicknameResponse")["setNicknameResult"])
 
 
 def get_eid(euicc: EuiccChannel) -> str:

@@ -1,13 +1,15 @@
 """A readable view of a SAIP profile package (TCA eUICC Profile Package): its PEs in order, the
-ICCID and IMSI, the applications (NAAs and security domains) and the files each PE creates or
-fills, as a dict (``smdp profile inspect --json``) or a text tree.
+ICCID (of the ProfileHeader and of EF.ICCID, both shown: they must agree, and ``profile import
+--iccid`` rewrites both) and IMSI, the applications (NAAs and security domains) and the files each
+PE creates or fills, as a dict (``smdp profile inspect --json``) or a text tree.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from smdp.profiles.saip import ProfilePackage, SaipError
+from smdp.profiles.saip import ProfilePackage, SaipError, decode_iccid
 
 __all__ = ["file_content", "inspect_package", "render_tree"]
 
@@ -45,6 +47,9 @@ def _files(value: dict[str, Any]) -> list[dict[str, Any]]:
         content = file_content(member)
         if content:
             entry["content"] = content.hex().upper() if len(content) <= 64 else f"{len(content)} bytes"
+        if key == "ef-iccid" and len(content) >= 10:
+            with contextlib.suppress(ValueError):  # the swapped BCD is hard to read: the digits too
+                entry["iccid"] = decode_iccid(content[:10])
         if any(kind == "doNotCreate" for kind, _ in member):
             entry["doNotCreate"] = True
         files.append(entry)
@@ -95,8 +100,13 @@ def inspect_package(package: ProfilePackage) -> dict[str, Any]:
         imsi = package.imsi
     except SaipError:
         imsi = None
+    try:
+        ef_iccid = package.ef_iccid
+    except SaipError:
+        ef_iccid = None
     return {
         "iccid": package.iccid,
+        "efIccid": ef_iccid,
         "imsi": imsi,
         "profileType": header.get("profileType"),
         "saipVersion": f"{header['major-version']}.{header['minor-version']}",
@@ -112,7 +122,7 @@ def render_tree(view: dict[str, Any]) -> str:
     """The view as an indented text tree."""
     lines = [
         f"profile package ({view['size']} bytes, SAIP {view['saipVersion']}): {view['profileType'] or '-'}",
-        f"  ICCID {view['iccid']}   IMSI {view['imsi'] or '-'}",
+        f"  ICCID {view['iccid']}   EF.ICCID {view.get('efIccid') or '-'}   IMSI {view['imsi'] or '-'}",
         f"  services: {', '.join(view['mandatoryServices'])}",
         f"  applications: {', '.join(view['applications']) or '-'}",
     ]
@@ -128,6 +138,8 @@ def render_tree(view: dict[str, Any]) -> str:
             details = [file[k] if k != "size" else f"{file[k]} B" for k in ("fileId", "aid", "size") if k in file]
             if "content" in file:
                 details.append(f"= {file['content']}")
+            if "iccid" in file:
+                details.append(f"(ICCID {file['iccid']})")
             if file.get("doNotCreate"):
                 details.append("(not created)")
             lines.append(f"  {'':4} {'└ ' + file['name']:<22} {' '.join(map(str, details))}")

@@ -27,7 +27,7 @@ from smdp.profiles.saip import (
 )
 from smdp.profiles.usim_files import PlmnWithAct, encode_fplmn, encode_oplmnwact
 
-__all__ = ["ALGORITHMS", "Personalization", "SteeringFiles", "Template", "code_name"]
+__all__ = ["ALGORITHMS", "Personalization", "SteeringFiles", "Template", "code_name", "encode_element", "with_iccid"]
 
 #: What a profile type may say about AKA: switch to Milenage with the generated Ki/OPc (default),
 #: or keep the template's algorithm (e.g. the TS.48 test algorithm) and only set the key.
@@ -240,12 +240,7 @@ class Template:
         missing = set(self.code_lengths) - set(values.codes)
         if missing:
             raise SaipError(f"no value for {', '.join(sorted(missing))}")
-        changed: dict[int, Any] = {0: {**self._values[0], "iccid": encode_header_iccid(values.iccid)}}
-        if self._mf is not None:
-            mf = dict(self._values[self._mf])
-            if "ef-iccid" in mf:
-                mf["ef-iccid"] = _replace_content(mf["ef-iccid"], encode_iccid(values.iccid))
-            changed[self._mf] = mf
+        changed: dict[int, Any] = with_iccid(self._names, self._values, values.iccid)
         usim = dict(self._values[self._usim])
         usim["ef-imsi"] = _replace_content(usim["ef-imsi"], encode_imsi(values.imsi))
         if "ef-acc" in usim:
@@ -265,10 +260,7 @@ class Template:
         )
 
     def _encode(self, index: int, value: Any) -> bytes:
-        try:
-            return saip().encode("ProfileElement", (self._names[index], value), check_constraints=True)
-        except (Asn1Error, ValueError, TypeError) as exc:
-            raise SaipError(f"PE #{index} ({self._names[index]}) does not encode: {exc}") from None
+        return encode_element(index, self._names[index], value)
 
     def _with_codes(self, index: int, codes: dict[str, str]) -> dict[str, Any]:
         value = copy.copy(self._values[index])
@@ -285,6 +277,30 @@ class Template:
                 for entry in entries
             ])  # fmt: skip
         return value
+
+
+def encode_element(index: int, name: str, value: Any) -> bytes:
+    """The DER of PE #``index``, the ProfileElement alternative ``name`` with ``value`` (SaipError if the value
+    breaks a constraint: a personalized or stamped package must decode again exactly as it was meant)."""
+    try:
+        return saip().encode("ProfileElement", (name, value), check_constraints=True)
+    except (Asn1Error, ValueError, TypeError) as exc:
+        raise SaipError(f"PE #{index} ({name}) does not encode: {exc}") from None
+
+
+def with_iccid(names: list[str], values: list[Any], iccid: str) -> dict[int, Any]:
+    """PE index -> new value, for the PEs that carry the ICCID: the ProfileHeader (PE #0; non-swapped BCD)
+    and the PE-MF when it has an EF.ICCID (its content at offset 0; swapped BCD, TS 102 221 13.2). Both are
+    always written together, since validate_profile_package (and the eUICC, against the SGP.22 metadata)
+    insist that they agree; personalization and ICCID stamping (:mod:`smdp.profiles.stamp`) share this."""
+    changed: dict[int, Any] = {0: {**values[0], "iccid": encode_header_iccid(iccid)}}
+    if "mf" in names:
+        index = names.index("mf")
+        mf = dict(values[index])
+        if "ef-iccid" in mf:
+            mf["ef-iccid"] = _replace_content(mf["ef-iccid"], encode_iccid(iccid))
+        changed[index] = mf
+    return changed
 
 
 def _replace_content(items: list[tuple[str, Any]], content: bytes) -> list[tuple[str, Any]]:

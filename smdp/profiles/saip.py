@@ -25,6 +25,7 @@ __all__ = [
     "ProfileElement",
     "ProfilePackage",
     "SaipError",
+    "check_iccid",
     "decode_header_iccid",
     "decode_iccid",
     "decode_imsi",
@@ -76,6 +77,20 @@ def luhn_check_digit(digits: str) -> str:
                 value -= 9
         total += value
     return str((10 - total % 10) % 10)
+
+
+def check_iccid(iccid: str) -> None:
+    """Refuse (ValueError, naming the problem) an ICCID that is not a telecom ICCID a device would accept:
+    19 or 20 digits, starting with 89 (ITU-T E.118 major industry identifier), ending with the Luhn check
+    digit of the others. The codings below take any digits up to 20; this is what an operator-supplied
+    ICCID (``profile import --iccid``) must also be, since a typo would otherwise reach the eUICC."""
+    if not isinstance(iccid, str) or not iccid.isascii() or not iccid.isdigit() or not 19 <= len(iccid) <= 20:
+        raise ValueError(f"ICCID must be 19 or 20 decimal digits (the last one the Luhn check digit), got {iccid!r}")
+    if not iccid.startswith("89"):
+        raise ValueError(f"ICCID {iccid} does not start with 89 (ITU-T E.118 telecom ICCIDs)")
+    expected = luhn_check_digit(iccid[:-1])
+    if iccid[-1] != expected:
+        raise ValueError(f"ICCID {iccid} has check digit {iccid[-1]}, but the Luhn digit of {iccid[:-1]} is {expected}")
 
 
 def encode_iccid(iccid: str) -> bytes:

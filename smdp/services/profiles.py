@@ -1,4 +1,5 @@
-"""Profile import (SGP.22 unprotected profile packages) and listing, for the CLI and the server's first start."""
+"""Profile import (SGP.22 unprotected profile packages), listing, export and deletion, for the CLI and the
+server's first start."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from smdp.crypto.sealed import Sealer
 from smdp.pki.eid import is_valid_eid
 from smdp.profiles.metadata import MetadataError, ProfileMetadata
 from smdp.profiles.saip import SaipError, validate_profile_package
+from smdp.profiles.stamp import stamp_iccid
 from smdp.rsp.activation import new_matching_id
-from smdp.rsp.lifecycle import initial_state
+from smdp.rsp.lifecycle import ProfileState, initial_state
 from smdp.store import profiles as store
+from smdp.store import sessions as session_store
 from smdp.store.db import Database
 from smdp.store.tables import Profile
 
@@ -23,12 +26,50 @@ class ProfileImportError(ValueError):
     """The profile can't be imported; the message says why."""
 
 
+class ProfileError(ValueError):
+    """A stored profile can't be exported or deleted (unknown ICCID, ...); the message says why."""
+
+
+class ProfileBusyError(ProfileError):
+    """``delete_profile`` without ``force`` on a profile with an order or a download in progress."""
+
+    def __init__(self, iccid: str, state: str) -> None:
+        super().__init__(f"profile {iccid} is {state}: {BUSY_STATES[state]}; pass --force to delete it anyway")
+        self.iccid, self.state = iccid, state
+
+
+S = ProfileState
+
+#: The states in which deleting a profile would pull it from under someone, so ``delete_profile`` refuses
+#: without ``force``: an ES2+ order is open (Allocated, Linked, Confirmed), the order is downloadable
+#: (Released: whoever holds its activation code may start a download at any moment, and an imported
+#: profile starts here), or a Bound Profile Package is out and its installation result outstanding
+#: (Downloaded).  Deleting is allowed in Available (stock, no order), Installed (the download is done),
+#: Error (the attempt failed; nothing proceeds until someone acts) and Unavailable (final).
+BUSY_STATES: dict[str, str] = {
+    S.ALLOCATED.value: "an ES2+ order for it is open",
+    S.LINKED.value: "an ES2+ order for it is open",
+    S.CONFIRMED.value: "an ES2+ order for it is open",
+    S.RELEASED.value: "it is downloadable, so whoever holds its activation code may start a download",
+    S.DOWNLOADED.value: "its Bound Profile Package was delivered and the installation result is outstanding",
+}
+
+
 @dataclass(frozen=True)
 class ImportedProfile:
     iccid: str
     matching_id: str | None
     eid: str | None
     confirmation_code_required: bool
+    file_iccid: str | None = None  # the ICCID the package had before ``iccid=`` stamped it
+
+
+@dataclass(frozen=True)
+class DeletedProfile:
+    iccid: str
+    state: str
+    download_sessions: int
+    notifications: int
 
 
 def package_context(iccid: str) -> bytes:
@@ -73,6 +114,7 @@ async def import_profile(
     profile_type: str | None = None,
     stock: bool = False,
     sealer: Sealer | None = None,
+    iccid: str | None = None,
 ) -> ImportedProfile:
     """Validate ``der`` as a SAIP profile package and store it Released, ready to download.
 
@@ -86,11 +128,22 @@ async def import_profile(
     ``metadata`` (the JSON form, see smdp.profiles.metadata) is checked completely and stored as given; a
     problem raises ProfileImportError naming the field.  Without it (None or empty) the profile gets
     :func:`default_metadata`.
+
+    With ``iccid`` the package is first given that ICCID (ProfileHeader and EF.ICCID, see
+    :mod:`smdp.profiles.stamp`), and the stamped package is what is stored: so one file, e.g. a GSMA TS.48
+    test profile, can be imported any number of times.
     """
+    file_iccid = None
     try:
         package = validate_profile_package(der)
+        if iccid is not None:
+            file_iccid = package.iccid
+            package = validate_profile_package(stamp_iccid(der, iccid))
+            der = package.der  # the stamped bytes, exactly
     except SaipError as exc:
         raise ProfileImportError(f"not a valid profile package: {exc}") from None
+    except ValueError as exc:  # the ICCID, which stamp_iccid checks first
+        raise ProfileImportError(str(exc)) from None
     if metadata is not None:
         try:
             ProfileMetadata.from_json(metadata)
@@ -130,7 +183,37 @@ async def import_profile(
             await store.add_profile(session, profile)
     except IntegrityError:
         raise ProfileImportError(f"ICCID {iccid} or matching ID {matching_id!r} is already in use") from None
-    return ImportedProfile(iccid, matching_id, eid, confirmation_code is not None)
+    return ImportedProfile(iccid, matching_id, eid, confirmation_code is not None, file_iccid)
+
+
+async def export_package(db: Database, iccid: str, *, sealer: Sealer | None = None) -> bytes:
+    """Profile ``iccid``'s unprotected profile package, opened from its sealed form: the DER as imported,
+    stamped or generated, which ``import_profile`` takes back (with another ``iccid``, into the same
+    database).  It holds the Ki, OPc and PINs in clear: the caller writes it for its owner's eyes only."""
+    async with db.transaction() as session:
+        profile = await store.profile_by_iccid(session, iccid)
+    if profile is None:
+        raise ProfileError(f"no profile with ICCID {iccid}")
+    return open_package(database_sealer(db, sealer), profile)
+
+
+async def delete_profile(db: Database, iccid: str, *, force: bool = False) -> DeletedProfile:
+    """Delete profile ``iccid`` with its download sessions and the notifications recorded for it (by ICCID,
+    or by the transaction ID of one of its sessions), in one transaction that holds the profile's row lock:
+    a concurrent download step waits, then finds no profile; nothing is ever half deleted.
+
+    Refused (ProfileBusyError, naming the state) in one of :data:`BUSY_STATES` unless ``force``.  Events
+    already in the operators' outbox stay: they are the operator's record of what happened."""
+    async with db.transaction() as session:
+        profile = await store.profile_by_iccid(session, iccid, for_update=True)
+        if profile is None or profile.id is None:
+            raise ProfileError(f"no profile with ICCID {iccid}")
+        if profile.state in BUSY_STATES and not force:
+            raise ProfileBusyError(iccid, profile.state)
+        notifications = await session_store.delete_notifications_of_profile(session, profile.id, iccid)
+        sessions = await session_store.delete_sessions_of_profile(session, profile.id)
+        await store.delete_profile(session, profile)
+        return DeletedProfile(iccid, profile.state, sessions, notifications)
 
 
 async def list_profiles(db: Database, *, operator_id: int | None = None, state: str | None = None) -> list[dict[str, Any]]:

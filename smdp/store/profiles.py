@@ -39,6 +39,11 @@ async def delete_profiles(db: AsyncSession, iccids: list[str]) -> None:
     await db.exec(delete(Profile).where(col(Profile.iccid).in_(iccids)))
 
 
+async def delete_profile(db: AsyncSession, profile: Profile) -> None:
+    """Delete ``profile``'s row (its download sessions first: they reference it, see sessions.py)."""
+    await db.exec(delete(Profile).where(col(Profile.id) == profile.id))
+
+
 async def profile_by_iccid(db: AsyncSession, iccid: str, *, for_update: bool = False) -> Profile | None:
     query = select(Profile).where(Profile.iccid == iccid)
     if for_update:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -63,6 +63,12 @@ async def delete_ended_sessions(db: AsyncSession, ended_steps: list[str], before
     return int(result.rowcount or 0)
 
 
+async def delete_sessions_of_profile(db: AsyncSession, profile_id: int) -> int:
+    """Delete every download session that authenticated for profile ``profile_id``; returns how many."""
+    result = await db.exec(delete(DownloadSession).where(col(DownloadSession.profile_id) == profile_id))
+    return int(result.rowcount or 0)
+
+
 # --- notifications -------------------------------------------------------------------------------------
 
 
@@ -77,3 +83,14 @@ async def record_notification(db: AsyncSession, notification: Notification) -> b
     values = notification.model_dump(exclude={"id"})
     result = await db.exec(insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["digest"]))
     return bool(result.rowcount)
+
+
+async def delete_notifications_of_profile(db: AsyncSession, profile_id: int, iccid: str) -> int:
+    """Delete the notifications recorded for profile ``profile_id``: those naming its ICCID, and those of one
+    of its download sessions (an installation result names the session; call this before deleting them).
+    One statement; returns how many."""
+    of_sessions = select(DownloadSession.transaction_id).where(col(DownloadSession.profile_id) == profile_id)
+    result = await db.exec(
+        delete(Notification).where(or_(col(Notification.iccid) == iccid, col(Notification.transaction_id).in_(of_sessions)))
+    )
+    return int(result.rowcount or 0)
