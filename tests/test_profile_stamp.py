@@ -224,7 +224,7 @@ async def test_delete_refuses_a_busy_profile_unless_forced(db: Database, state: 
     if state.value in BUSY_STATES:
         with pytest.raises(ProfileBusyError, match=f"is {state.value}: .*--force") as refused:
             await delete_profile(db, iccid(40))
-        assert refused.value.state == state.value
+        assert refused.value.profile_state == state.value
         assert len(await table_rows(db, Profile)) == 2
     deleted = await delete_profile(db, iccid(40), force=state.value in BUSY_STATES)
     assert deleted.state == state.value

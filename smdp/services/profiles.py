@@ -35,7 +35,7 @@ class ProfileBusyError(ProfileError):
 
     def __init__(self, iccid: str, state: str) -> None:
         super().__init__(f"profile {iccid} is {state}: {BUSY_STATES[state]}; pass --force to delete it anyway")
-        self.iccid, self.state = iccid, state
+        self.iccid, self.profile_state = iccid, state
 
 
 S = ProfileState
