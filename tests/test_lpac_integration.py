@@ -137,3 +137,23 @@ def test_smdp_euicc_lpac_command_runs_lpac_and_keeps_its_exit_status(tmp_path: P
         assert failed.returncode != 0 and json.loads(failed.stdout.splitlines()[-1])["payload"]["code"] != 0
     finally:
         server.stop()
+
+
+async def test_lpac_installs_two_ts48_files_stamped_with_their_own_iccids(server: RunningServer, tmp_path: Path) -> None:
+    """Issue 16's acceptance: a TS.48 file stamped with another ICCID (ProfileHeader and EF.ICCID) downloads with
+    lpac, and two stamped copies of the same file coexist on the server and on the eUICC."""
+    from smdp.profiles.saip import luhn_check_digit
+    from smdp.profiles.stamp import stamp_iccid
+
+    lpac_binary()
+    package = require_ts48()[0].read_bytes()
+    iccids = [body + luhn_check_digit(body) for body in ("898830000000000011", "898830000000000012")]
+    for n, iccid in enumerate(iccids):
+        await import_profile(server.db, stamp_iccid(package, iccid), matching_id=f"STAMPED-{n}")
+    card = IsdrCard(open_euicc(tmp_path, server.manifest, "nist"))
+    for n, iccid in enumerate(iccids):
+        status, lines = await lpac(card, "profile", "download", "-a", f"LPA:1${server.address}$STAMPED-{n}")
+        result = result_of(lines)
+        assert (status, result["code"], result["data"]["iccid"]) == (0, 0, iccid), lines
+    status, lines = await lpac(card, "profile", "list")
+    assert status == 0 and sorted(p["iccid"] for p in result_of(lines)["data"]) == iccids
