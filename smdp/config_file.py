@@ -662,7 +662,7 @@ def effective_options(config: ServeConfig | None, flags: Mapping[str, Any], envi
     settings: dict[str, Setting] = {}
     for name, (flag, env, default) in SERVE_OPTIONS.items():
         given = flags.get(name)
-        if given not in (None, False, []):
+        if not (given is None or given is False or given == []):  # not `in (...)`: 0 == False, and --port 0 is a port
             if config is not None and config.listeners and name in _LISTENER_FLAGS:
                 raise FlagConflict(f"{flag}: {config.path} has [[listener]] tables; set the listeners' hosts and ports there")
             settings[name] = Setting(given, flag)

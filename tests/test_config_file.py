@@ -176,6 +176,9 @@ def test_flags_beat_the_environment_beats_the_file_beats_the_defaults(tmp_path: 
     assert options.limits() == Limits(max_connections=8, body_timeout=5.0)
     none = effective_options(None, {}, {})
     assert none.limits() == Limits() and none["port"] == 8443 and none["addresses"] == [] and none.listeners == ()
+    zero = effective_options(config, {"port": 0, "session_retention_days": 0.0}, {})  # 0 is a value (0 == False)
+    assert (zero["port"], zero["session_retention_days"]) == (0, 0.0)
+    assert zero.settings["port"].source == "--port"
 
 
 def test_serve_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
