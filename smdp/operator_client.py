@@ -23,18 +23,6 @@ class Es2Error(JsonCallError):
     """An ES2+ function failed: SGP.22 status codes when the server sent them, and ``unreachable`` when the
     server could not be reached (connection, TLS, timeout; the CLI's exit status 3)."""
 
-    def __init__(
-        self,
-        function: str,
-        subject_code: str | None,
-        reason_code: str | None,
-        message: str,
-        *,
-        unreachable: bool = False,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(function, subject_code, reason_code, message, unreachable=unreachable, status=status)
-
 
 @dataclass
 class Es2Client:

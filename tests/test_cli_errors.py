@@ -385,7 +385,7 @@ def test_the_data_dir_remembers_its_database_url(tmp_path: Path, capsys: pytest.
 def test_provision_keeps_its_codes_when_stock_runs_out_and_server_json_goes_with_the_server(tmp_path: Path) -> None:
     from smdp.profiles.demo import build_demo_profile
     from smdp.profiles.saip import luhn_check_digit
-    from tests.test_processes import Server, smdp
+    from tests.process_tools import Server, smdp
 
     data = str(tmp_path / "data")
     server = Server("--data-dir", data)

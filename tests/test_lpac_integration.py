@@ -116,7 +116,7 @@ async def test_lpac_shows_the_server_reason_for_an_unknown_matching_id(server: R
 
 
 def test_smdp_euicc_lpac_command_runs_lpac_and_keeps_its_exit_status(tmp_path: Path) -> None:
-    from tests.test_processes import Server
+    from tests.process_tools import Server
 
     binary = lpac_binary()
     data = tmp_path / "data"

@@ -5,82 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SGP26_DIR, require_ts48, sgp26_example_manifest, start_server
 from tests.es9_tools import HookedClient, open_euicc, run_download
-
-REPO = Path(__file__).resolve().parents[1]
-SMDP = [sys.executable, "-m", "smdp.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def smdp(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*SMDP, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-class Server:
-    """`smdp serve` in a subprocess; waits for its banner and keeps what it printed."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [*SMDP, "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if any("listening" in line for line in self.lines):  # the last line of the banner
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"smdp serve did not start: {self.lines} {self.process.stderr.read() if self.process.stderr else ''}")
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
+from tests.process_tools import REPO, Server, servers, smdp  # noqa: F401  (servers: a fixture)
 
 
 def test_newcomer_flow_serve_then_lpa_download(tmp_path: Path, servers: list[Server]) -> None:

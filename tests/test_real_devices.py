@@ -12,13 +12,11 @@ import logging
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,9 +51,9 @@ from smdp.server import ensure_pki, tls_hosts_of
 from tests.conftest import start_server
 from tests.device_tools import demo_iccid, demo_package
 from tests.es9_tools import HookedClient, open_euicc, run_download
+from tests.process_tools import SMDP, Server, collect_lines, eventually, free_port, servers, smdp  # noqa: F401  (servers: a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-SMDP = [sys.executable, "-m", "smdp.cli"]
 PUBLIC = REPO / "certs" / "smdp-test-pki.toml"
 PUBLIC_DIR = REPO / "certs" / "smdp-test-pki"
 DOC = REPO / "docs" / "real-devices.md"
@@ -67,19 +65,6 @@ PUBLIC_CI_SKI = {
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def smdp(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*SMDP, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def curl_binary() -> str:
@@ -95,60 +80,6 @@ def curl(url: str, *, resolve: str, cacert: Path) -> subprocess.CompletedProcess
         [curl_binary(), "-sS", "--resolve", resolve, "--cacert", str(cacert), "-o", os.devnull, "-w", "%{http_code}", url],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-
-
-class Server:
-    """`smdp serve` in a subprocess on 127.0.0.1; waits for its banner, keeps stdout and stderr."""
-
-    def __init__(self, *args: str, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.process = subprocess.Popen(
-            [*SMDP, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        )  # fmt: skip
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        threading.Thread(target=self._collect, args=(self.process.stdout, self.lines), daemon=True).start()
-        threading.Thread(target=self._collect, args=(self.process.stderr, self.errors), daemon=True).start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if any("listening" in line for line in self.lines):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"smdp serve did not start: {self.lines} {self.errors}")
-
-    @staticmethod
-    def _collect(stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            into.append(line.rstrip())
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
-
-
-def eventually(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    """True once ``predicate()`` is (stderr lines arrive on their own thread, a moment after stdout's)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def der(cert: x509.Certificate) -> bytes:
@@ -468,7 +399,7 @@ def test_real_devices_doc_commands_run(tmp_path: Path) -> None:
                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
                 background.append(process)
                 lines: list[str] = []
-                threading.Thread(target=Server._collect, args=(process.stdout, lines), daemon=True).start()
+                threading.Thread(target=collect_lines, args=(process.stdout, lines), daemon=True).start()
                 deadline = time.monotonic() + 60
                 while not any("listening" in line for line in lines):
                     assert process.poll() is None and time.monotonic() < deadline, lines

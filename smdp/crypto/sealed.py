@@ -11,12 +11,14 @@ another row or purpose does not open.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from smdp.atomic import write_atomic
 
 __all__ = ["MASTER_KEY_SIZE", "Sealer", "load_or_create_master_key"]
 
@@ -69,20 +71,8 @@ def load_or_create_master_key(path: Path) -> bytes:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)  # the umask cannot widen it, but be explicit
-            f.write(secrets.token_bytes(MASTER_KEY_SIZE))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # lost the race: use the key the other process wrote
-        finally:
-            tmp.unlink()
-        _fsync_dir(path.parent)
+        with contextlib.suppress(FileExistsError):  # lost the race: use the key the other process wrote
+            write_atomic(path, secrets.token_bytes(MASTER_KEY_SIZE), 0o600, overwrite=False)
     data = path.read_bytes()
     if len(data) != MASTER_KEY_SIZE:
         raise ValueError(
@@ -91,17 +81,3 @@ def load_or_create_master_key(path: Path) -> bytes:
             "which makes existing sealed data unreadable)"
         )
     return data
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Make the new directory entry durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
